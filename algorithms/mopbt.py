@@ -1,0 +1,34 @@
+"""MO-PBT (Dushatskiy et al. 2023, "Multi-Objective Population Based Training").
+
+PBT's asynchronous loop (`pbt.PopulationBasedTraining`) with members ranked on all objectives:
+non-dominated sorting, then within each front the greedy scattered-subset (ε-net) order
+(`multiobjective.rank_order`); the top and bottom quantiles are taken from that total order, so
+exploitation copies from the first fronts and spreads over them instead of collapsing onto one
+objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from kubetune.algorithms._util import single_loss
+from kubetune.algorithms.multiobjective import rank_order
+from kubetune.algorithms.pbt import PopulationBasedTraining, _Member
+
+
+class MOPBTScheduler(PopulationBasedTraining):
+    NAME = "mopbt"
+
+    def _score(self, metrics: Mapping[str, float]) -> Any:
+        return np.array([single_loss(o, metrics) for o in self.config.objectives], dtype=float)
+
+    def _order(self, members: list[_Member]) -> list[_Member]:
+        if not members:
+            return []
+        return [members[i] for i in rank_order(np.vstack([m.score for m in members]))]
+
+
+__all__ = ["MOPBTScheduler"]

@@ -1,0 +1,327 @@
+"""Population Based Training (Jaderberg et al. 2017), asynchronous, restart-safe.
+
+The population is trials 0 .. populationSize-1, created first. Each trains from one
+perturbation boundary to the next and pauses there; when a worker is free, `suggest` picks a
+paused member and decides: a member in the bottom quantile copies ("exploits") a random
+top-quantile member's checkpoint and configuration and perturbs ("explores") the configuration;
+any other member continues from its own checkpoint. Lineage is what the segments record:
+`restore_from.trial_id != trial_id` marks an exploit.
+
+`PopulationBasedTraining` holds the whole loop; subclasses only say how members are ranked
+(`_score` and `_order`), which is how MO-PBT shares it.
+
+Documented choices
+- Boundaries: the multiples of `perturbationInterval` that are >= resource.min and < max, plus
+  resource.max. Default interval: max(1, resource.max // 10) (about ten exploit/explore rounds).
+- Which paused member first: the least advanced (lowest resource), then lowest index. Lowest index
+  alone would starve high-index members when parallelism < populationSize.
+- New members before resumes: the first populationSize trials are created (while `allow_new`)
+  before any paused member is resumed, so the whole population exists early.
+- Ranking: members with a result in their current lineage, by their latest such result, ties by
+  index; failed and externally stopped members are out of the population. After an exploit the
+  member has no result of its own until its next report (its weights are the donor's, its
+  configuration new), so it is not ranked meanwhile.
+- Quantile size: q = min(floor(n/2), ceil(quantile·n)) of the n ranked members, so the top and
+  bottom never overlap (quantile > 0.5 behaves as 0.5). No exploit when n < 2.
+- Donors: top-quantile members below resource.max (a completed member has no checkpoint to train
+  on from), chosen uniformly. The recipient restores at the donor's latest milestone and trains to
+  the next boundary after it.
+- Explore, per free parameter, in declaration order: with probability resampleProbability a fresh
+  uniform value in the parameter's own scale; otherwise floats and ints are multiplied by a random
+  factor of perturbFactors (in the linear value, clipped to bounds, ints rounded — and moved by
+  one step in the factor's direction if rounding would leave them unchanged) and categoricals move
+  to a random neighbouring value index (the only neighbour at an end).
+- Randomness: `rng_for(seed, salt, member index, resource, decision count)`.
+- A report at or below the member's current resource is a duplicate and changes nothing.
+- At resource.max a member is complete: on_report returns CONTINUE.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kubetune.algorithms._util import (
+    SALT_PBT,
+    as_float,
+    as_int,
+    check_resource,
+    decision_segments,
+    merge_settings,
+    single_loss,
+)
+from kubetune.algorithms.base import (
+    Action,
+    CheckpointRef,
+    Decision,
+    NewTrial,
+    Phase,
+    Resume,
+    Scheduler,
+    SchedulerConfig,
+    TrialRecord,
+    rng_for,
+    trial_id_for,
+)
+from kubetune.algorithms.searchers import RandomSearcher
+from kubetune.algorithms.space import Categorical, Float, Int, SearchSpace
+
+ACTIVE, PAUSED, DONE, OUT = "active", "paused", "done", "out"
+_PHASE_STATE = {
+    "Pending": ACTIVE,
+    "Running": ACTIVE,
+    "Paused": PAUSED,
+    "Completed": DONE,
+    "Stopped": OUT,
+    "Failed": OUT,
+}
+
+
+def pbt_boundaries(low: int, high: int, interval: int) -> list[int]:
+    """Multiples of `interval` in [low, high), then high."""
+    first = max(interval, math.ceil(max(low, 1) / interval) * interval)
+    return [*range(first, high, interval), high]
+
+
+def explore(
+    space: SearchSpace,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    resample_probability: float,
+    factors: Sequence[float],
+) -> dict[str, Any]:
+    """PBT's explore step on a configuration; the result is always inside the space."""
+    out = dict(params)
+    for p in space.free:
+        resample = rng.random() < resample_probability
+        if resample:
+            out[p.name] = p.from_unit(float(rng.random()))
+            continue
+        if isinstance(p, Categorical):
+            k = p.values.index(out[p.name]) if out[p.name] in p.values else 0
+            if len(p.values) > 1:
+                neighbours = [j for j in (k - 1, k + 1) if 0 <= j < len(p.values)]
+                out[p.name] = p.values[neighbours[int(rng.integers(len(neighbours)))]]
+            continue
+        factor = float(factors[int(rng.integers(len(factors)))])
+        if isinstance(p, Float):
+            out[p.name] = p.clip(float(out[p.name]) * factor)
+        elif isinstance(p, Int):
+            old = int(out[p.name])
+            new = p.clip(old * factor)
+            if new == old and factor != 1.0:
+                new = p.clip(old + (1 if factor > 1.0 else -1))
+            out[p.name] = new
+    return space.clip(out)
+
+
+@dataclass
+class _Member:
+    index: int
+    trial_id: str
+    params: dict[str, Any]
+    state: str = ACTIVE
+    position: int = 0  # resource of its current weights (latest report or restore point)
+    score: Any = None  # ranking value of its latest result in this lineage; None: unranked
+    stop_at: int = 0
+    decisions: int = 1  # segments decided by the scheduler so far (NewTrial counts)
+
+
+class PopulationBasedTraining(Scheduler):
+    """The asynchronous PBT loop; subclasses define the ranking (`_score`, `_order`)."""
+
+    NAME = "pbt"
+    DEFAULTS: Mapping[str, Any] = {
+        "populationSize": 8,
+        "perturbationInterval": None,
+        "quantile": 0.25,
+        "resampleProbability": 0.25,
+        "perturbFactors": [0.8, 1.2],
+    }
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        super().__init__(config)
+        check_resource(self.NAME, config)
+        if not config.objectives:
+            raise ValueError(f"{self.NAME}: at least one objective is needed")
+        s = merge_settings(self.NAME, config.settings, self.DEFAULTS)
+        self.settings = s
+        r = config.resource
+        self.population_size = as_int(self.NAME, "populationSize", s["populationSize"], 2)
+        interval = s["perturbationInterval"]
+        self.interval = (
+            max(1, r.max // 10)
+            if interval is None
+            else as_int(self.NAME, "perturbationInterval", interval, 1)
+        )
+        self.quantile = as_float(self.NAME, "quantile", s["quantile"], 0.0, 1.0)
+        self.resample_probability = as_float(
+            self.NAME, "resampleProbability", s["resampleProbability"], 0.0, 1.0
+        )
+        factors = s["perturbFactors"]
+        if (
+            not isinstance(factors, list | tuple)
+            or not factors
+            or any(isinstance(f, bool) or not isinstance(f, int | float) or f <= 0 for f in factors)
+        ):
+            raise ValueError(
+                f"{self.NAME}: setting 'perturbFactors' must be a non-empty list of positive "
+                f"numbers, got {factors!r}"
+            )
+        self.factors = [float(f) for f in factors]
+        self.boundaries = pbt_boundaries(r.min, r.max, self.interval)
+        self.searcher = RandomSearcher(config.space, config.seed)
+        self._members: dict[str, _Member] = {}
+        self._paused: list[tuple[int, int]] = []  # sorted (position, index)
+        self._next_index = 0
+
+    # -- ranking hooks ------------------------------------------------------------------------
+    def _score(self, metrics: Mapping[str, float]) -> Any:
+        return single_loss(self.config.objectives[0], metrics)
+
+    def _order(self, members: list[_Member]) -> list[_Member]:
+        """Members best first (members come sorted by index)."""
+        return sorted(members, key=lambda m: (m.score, m.index))
+
+    # -- Scheduler API ----------------------------------------------------------------------
+    def milestones(self) -> Sequence[int]:
+        return list(self.boundaries)
+
+    def restore(self, records: Iterable[TrialRecord]) -> None:
+        for rec in sorted(records, key=lambda r: r.index):
+            m = _Member(rec.index, rec.trial_id, dict(rec.params))
+            m.state = _PHASE_STATE[rec.phase]
+            segs = decision_segments(rec.segments) or rec.segments
+            m.decisions = max(len(segs), 1)
+            last = segs[-1] if segs else None
+            if last is not None:
+                m.stop_at = last.stop_at
+                m.position = last.start
+                if last.reason == "continue" and last.start in rec.results:
+                    m.score = self._score(rec.results[last.start])
+            if m.state in (PAUSED, DONE) and m.stop_at in rec.results:
+                m.position = m.stop_at
+                m.score = self._score(rec.results[m.stop_at])
+            self._members[m.trial_id] = m
+            if m.state == PAUSED:
+                insort_key = (m.position, m.index)
+                self._paused.insert(bisect_left(self._paused, insort_key), insort_key)
+            self._next_index = max(self._next_index, rec.index + 1)
+
+    def suggest(self, allow_new: bool) -> Action | None:
+        if allow_new and self._next_index < self.population_size:
+            index = self._next_index
+            params = self.searcher.config(index)
+            m = _Member(index, trial_id_for(index), dict(params), stop_at=self.boundaries[0])
+            self._members[m.trial_id] = m
+            self._next_index += 1
+            return NewTrial(index=index, params=dict(params), stop_at=m.stop_at)
+        if not self._paused:
+            return None
+        _, index = self._paused.pop(0)
+        return self._decide(self._members[trial_id_for(index)])
+
+    def on_report(self, trial_id: str, resource: int, metrics: Mapping[str, float]) -> Decision:
+        m = self._member(trial_id)
+        if m.state == OUT:
+            return Decision.STOP
+        if resource <= m.position or m.state in (PAUSED, DONE):
+            return {PAUSED: Decision.PAUSE}.get(m.state, Decision.CONTINUE)
+        m.position = resource
+        m.score = self._score(metrics)
+        if resource >= self.config.resource.max:
+            m.state = DONE
+            return Decision.CONTINUE
+        if resource >= m.stop_at:
+            self._set_paused(m)
+            return Decision.PAUSE
+        return Decision.CONTINUE
+
+    def on_trial_end(self, trial_id: str, phase: Phase) -> None:
+        m = self._member(trial_id)
+        if m.state == PAUSED:
+            self._paused.remove((m.position, m.index))
+        m.state = _PHASE_STATE.get(phase, m.state)
+        if m.state == PAUSED:
+            self._set_paused(m)
+
+    # -- introspection ----------------------------------------------------------------------
+    def ranking(self) -> list[str]:
+        """Ranked members' ids, best first."""
+        return [m.trial_id for m in self._order(self._ranked())]
+
+    # -- internals ----------------------------------------------------------------------------
+    def _member(self, trial_id: str) -> _Member:
+        try:
+            return self._members[trial_id]
+        except KeyError:
+            raise KeyError(f"{self.NAME}: unknown trial {trial_id!r}") from None
+
+    def _set_paused(self, m: _Member) -> None:
+        m.state = PAUSED
+        key = (m.position, m.index)
+        self._paused.insert(bisect_left(self._paused, key), key)
+
+    def _ranked(self) -> list[_Member]:
+        return [
+            m
+            for m in sorted(self._members.values(), key=lambda m: m.index)
+            if m.score is not None and m.state != OUT
+        ]
+
+    def quantiles(self) -> tuple[list[_Member], list[_Member]]:
+        """(top, bottom) quantiles of the current ranking."""
+        order = self._order(self._ranked())
+        n = len(order)
+        q = min(n // 2, math.ceil(self.quantile * n))
+        if q == 0:
+            return [], []
+        return order[:q], order[n - q :]
+
+    def _next_boundary(self, resource: int) -> int:
+        return self.boundaries[
+            min(bisect_right(self.boundaries, resource), len(self.boundaries) - 1)
+        ]
+
+    def _decide(self, m: _Member) -> Resume:
+        top, bottom = self.quantiles()
+        donors = [d for d in top if d.position < self.config.resource.max and d is not m]
+        rng = rng_for(self.config.seed, SALT_PBT, m.index, m.position, m.decisions)
+        m.decisions += 1
+        m.state = ACTIVE
+        if any(b is m for b in bottom) and donors:
+            donor = donors[int(rng.integers(len(donors)))]
+            params = explore(
+                self.config.space, donor.params, rng, self.resample_probability, self.factors
+            )
+            m.params = dict(params)
+            m.position = donor.position
+            m.score = None
+            m.stop_at = self._next_boundary(donor.position)
+            return Resume(
+                trial_id=m.trial_id,
+                stop_at=m.stop_at,
+                params=dict(params),
+                restore_from=CheckpointRef(donor.trial_id, donor.position),
+                reason="exploit",
+            )
+        m.stop_at = self._next_boundary(m.position)
+        return Resume(
+            trial_id=m.trial_id,
+            stop_at=m.stop_at,
+            params=dict(m.params),
+            restore_from=CheckpointRef(m.trial_id, m.position),
+            reason="continue",
+        )
+
+
+class PBTScheduler(PopulationBasedTraining):
+    """PBT on one objective (the study's first)."""
+
+
+__all__ = ["PBTScheduler", "PopulationBasedTraining", "explore", "pbt_boundaries"]

@@ -1,0 +1,470 @@
+"""The one reconcile loop: observe trials, ask the algorithm, act. Backend-agnostic.
+
+Every pass of `step()` is idempotent and safe to repeat after a crash, in the
+controller-runtime sense:
+- observe: poll each live segment through the executor, read its metrics (scrape or PromQL) and
+  its durable milestone results (the fallback that survives scrape timing and process exit);
+- decide: feed each new milestone to the scheduler, in resource order, exactly once (a milestone
+  is "fed" once it is in the persisted `record.results`); ask `suggest()` for free slots;
+- act: persist first, then launch or stop. A crash between the two leaves a trial marked Running
+  without a process handle, which the next controller simply launches.
+
+The scheduler never holds a fact the persisted records lack, so a fresh controller rebuilds it
+with `restore(records)` and takes the same decisions as the one that died.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kubetune.algorithms.base import (
+    Decision,
+    NewTrial,
+    Resume,
+    Segment,
+    record_from_action,
+)
+from kubetune.operator.algorithm_config import make_scheduler
+from kubetune.operator.executor import Executor, SegmentStatus
+from kubetune.operator.exposition import scrape
+from kubetune.operator.study_spec import Study
+from kubetune.operator.trial_state import Failure, TrialState
+from kubetune.trial.checkpoint import CheckpointStore
+from kubetune.trial.env import EXIT_BAD_REPORT, TrialEnv
+
+log = logging.getLogger("kubetune.controller")
+
+EventSink = Callable[[str, str, str], None]  # (trial id or "", reason, message)
+
+
+@dataclass
+class StudyState:
+    """Everything the controller persists for a study."""
+
+    trials: dict[str, TrialState] = field(default_factory=dict)
+    phase: str = "Running"  # Running, Completed, Failed
+    message: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+    def ordered(self) -> list[TrialState]:
+        return sorted(self.trials.values(), key=lambda t: t.record.index)
+
+    def count(self, *phases: str) -> int:
+        return sum(1 for t in self.trials.values() if t.record.phase in phases)
+
+    @property
+    def failed(self) -> int:
+        return self.count("Failed")
+
+    @property
+    def preemptions(self) -> int:
+        return sum(t.preemptions for t in self.trials.values())
+
+
+class StateStore(Protocol):
+    def load(self) -> StudyState | None: ...
+
+    def save(self, state: StudyState) -> None: ...
+
+
+class Controller:
+    def __init__(
+        self,
+        study: Study,
+        executor: Executor,
+        store: StateStore,
+        checkpoint_root: str,
+        *,
+        s3_endpoint_url: str = "",
+        parallelism: int | None = None,
+        on_event: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.study = study
+        self.spec = study.spec
+        self.executor = executor
+        self.store = store
+        self.checkpoint_root = checkpoint_root.rstrip("/")
+        self.s3_endpoint_url = s3_endpoint_url
+        self.parallelism = parallelism or self.spec.budget.parallelism
+        self.on_event = on_event or (lambda trial, reason, message: None)
+        self.clock = clock
+        self.objectives = [o.metric for o in self.spec.objectives]
+        self.scheduler = make_scheduler(self.spec)
+        self.milestones = sorted(set(self.scheduler.milestones()))
+        loaded = store.load()
+        self.state = loaded or StudyState(started=clock())
+        self.scheduler.restore([t.record for t in self.state.ordered()])
+        self._dirty = loaded is None
+        # Trials holding a worker, kept as an index so a pass costs O(live), not O(history).
+        self.live: dict[str, TrialState] = {}
+        for t in self.state.ordered():
+            self._refresh(t)
+        self.failed_count = self.state.failed
+
+    # ------------------------------------------------------------------ helpers
+
+    def checkpoints(self, trial_id: str) -> CheckpointStore:
+        return CheckpointStore(
+            f"{self.checkpoint_root}/{self.study.name}/{trial_id}", self.s3_endpoint_url
+        )
+
+    def event(self, t: TrialState | None, reason: str, message: str) -> None:
+        trial_id = t.trial_id if t is not None else ""
+        if t is not None:
+            t.events.append(f"{reason}: {message}")
+        self.on_event(trial_id, reason, message)
+
+    @property
+    def done(self) -> bool:
+        return self.state.phase in ("Completed", "Failed")
+
+    def active(self) -> list[TrialState]:
+        """Trials holding (or about to hold) a worker: a live process or a pending launch."""
+        return sorted(self.live.values(), key=lambda t: t.record.index)
+
+    def _refresh(self, t: TrialState) -> None:
+        if t.handle is not None or t.record.phase == "Running":
+            self.live[t.trial_id] = t
+        else:
+            self.live.pop(t.trial_id, None)
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self) -> bool:
+        """One reconcile pass; True once the study has ended."""
+        if self.done:
+            return True
+        # An executor that knows which segments changed (the simulator) says so; else poll all.
+        changed_fn = getattr(self.executor, "changed", None)
+        changed: set[str] | None = changed_fn() if changed_fn is not None else None
+        for t in self.active():
+            if t.handle is None:
+                continue  # launched below
+            if changed is not None and t.trial_id not in changed:
+                continue
+            status = self.executor.poll(t.handle)
+            self._observe(t, status)
+            if status.status != "running":
+                self._segment_ended(t, status)
+            self._refresh(t)
+        if self.failed_count > self.spec.budget.max_failed_trials:
+            self._fail_study(
+                "TooManyFailures",
+                f"{self.failed_count} trials failed (spec.budget.maxFailedTrials="
+                f"{self.spec.budget.max_failed_trials})",
+            )
+            return True
+        self._fill_slots()
+        self._save()
+        self._launch_pending()
+        if not self.active() and not self._has_runnable():
+            self.state.phase = "Completed"
+            self.state.finished = self.clock()
+            self.state.message = f"{len(self.state.trials)} trials"
+            self._dirty = True
+            self._save()
+            self.event(None, "StudyCompleted", self.state.message)
+            return True
+        return False
+
+    def _has_runnable(self) -> bool:
+        return any(t.record.phase == "Running" for t in self.live.values())
+
+    # ------------------------------------------------------------------ observe
+
+    def _observe(self, t: TrialState, status: SegmentStatus) -> None:
+        seg = t.segment
+        milestones: dict[int, dict[str, float]] = {}
+        if status.results is not None:
+            milestones.update(status.results)  # an executor that knows them exactly
+        elif status.metrics_url:
+            scraped = scrape(status.metrics_url, t.trial_id)
+            if scraped is not None:
+                resource = scraped.resource
+                if resource is not None and scraped.live and t.curve.get(resource) != scraped.live:
+                    t.curve[resource] = dict(scraped.live)
+                    self._dirty = True  # progress is visible in the persisted state
+                milestones.update(scraped.milestones)
+        durable: dict[int, dict[str, float]] = {}
+        if status.results is None:
+            try:
+                durable = self.checkpoints(t.trial_id).read_results()
+            except Exception as exc:  # storage hiccup: wait, never decide on missing data
+                log.warning("reading results of %s: %s", t.trial_id, exc)
+        for step, values in durable.items():
+            milestones.setdefault(step, values)
+        for step in sorted(milestones):
+            if step <= seg.start or step in t.record.results or step > seg.stop_at:
+                continue
+            t.curve.setdefault(step, {}).update(milestones[step])
+            if t.record.phase != "Running":
+                continue  # decided already (stopped/paused/failed): later reports don't count
+            if step == seg.stop_at and status.status == "running":
+                continue  # the segment's own end is decided when the process has exited
+            self._feed(t, step, milestones[step], status)
+
+    def _feed(
+        self, t: TrialState, step: int, values: dict[str, float], status: SegmentStatus
+    ) -> None:
+        missing = [m for m in self.objectives if m not in values]
+        if missing:
+            self._fail_trial(
+                t,
+                Failure(
+                    "MissingMetric",
+                    f"milestone {self.spec.resource.metric}={step} reported without "
+                    f"objective metric(s) {', '.join(missing)} (reported: "
+                    f"{', '.join(sorted(values)) or 'nothing'})",
+                ),
+            )
+            return
+        objective_values = {m: float(values[m]) for m in self.objectives}
+        t.record.results[step] = objective_values
+        self._dirty = True
+        decision = self.scheduler.on_report(t.trial_id, step, objective_values)
+        summary = ", ".join(f"{m}={_fmt(v)}" for m, v in objective_values.items())
+        if step >= self.spec.resource.max:
+            t.record.phase = "Completed"
+            self.event(t, "Completed", f"{self.spec.resource.metric}={step}: {summary}")
+        elif decision is Decision.STOP:
+            t.record.phase = "Stopped"
+            self.event(t, "Stopped", f"at {self.spec.resource.metric}={step}: {summary}")
+        elif decision is Decision.PAUSE or step >= t.segment.stop_at:
+            t.record.phase = "Paused"
+            self.event(t, "Paused", f"at {self.spec.resource.metric}={step}: {summary}")
+        if t.record.phase != "Running" and status.status == "running" and t.handle:
+            t.stop_requested = t.record.phase
+            self.executor.stop(t.handle)
+
+    def _segment_ended(self, t: TrialState, status: SegmentStatus) -> None:
+        handle, t.handle = t.handle, None
+        self._dirty = True
+        self._remember_checkpoint(t)
+        if t.record.phase != "Running":
+            t.stop_requested = ""
+            return  # its end was our decision (stopped, paused, failed): nothing to judge
+        seg = t.segment
+        finished = seg.stop_at in t.record.results
+        if not finished:
+            # The last milestone may be in durable storage only (written just before exit).
+            self._observe(t, SegmentStatus("exited"))
+            finished = seg.stop_at in t.record.results or t.record.phase != "Running"
+        if finished:
+            return
+        if status.status == "lost":
+            t.restarts += 1
+            self.event(t, "Resumed", "process gone after a controller restart; resuming")
+            self._prepare_relaunch(t)
+        elif status.preempted:
+            t.preemptions += 1
+            if self.state.preemptions > self.spec.budget.max_preemptions:
+                self._fail_trial(
+                    t,
+                    Failure(
+                        "PreemptionBudget",
+                        f"study preemptions exceed spec.budget.maxPreemptions "
+                        f"({self.spec.budget.max_preemptions})",
+                        status.exit_code,
+                    ),
+                )
+                return
+            self.event(t, "Preempted", f"exit {status.exit_code}; resuming from checkpoint")
+            self._prepare_relaunch(t)
+        elif status.exit_code == 0:
+            last = max([s for s in t.curve if s > seg.start], default=seg.start)
+            self._fail_trial(
+                t,
+                Failure(
+                    "ExitedEarly",
+                    f"exited 0 at {self.spec.resource.metric}={last} before reaching "
+                    f"{seg.stop_at} (no milestone result at {seg.stop_at})",
+                    0,
+                ),
+            )
+        else:
+            reason = "BadReport" if status.exit_code == EXIT_BAD_REPORT else "Crashed"
+            self._fail_trial(
+                t,
+                Failure(
+                    reason, f"exit code {status.exit_code}: {status.log_tail}", status.exit_code
+                ),
+            )
+        del handle
+
+    def _remember_checkpoint(self, t: TrialState) -> None:
+        try:
+            latest = self.checkpoints(t.trial_id).latest()
+        except Exception as exc:
+            log.warning("listing checkpoints of %s: %s", t.trial_id, exc)
+            return
+        if latest is not None:
+            t.checkpoint = latest.url
+
+    def _prepare_relaunch(self, t: TrialState) -> None:
+        """Run the current segment again from the trial's last committed checkpoint."""
+        latest = self.checkpoints(t.trial_id).latest()
+        if latest is not None and latest.resource >= t.segment.start:
+            t.restore_url = latest.url
+        t.record.phase = "Running"
+        t.handle = None
+
+    def _fail_trial(self, t: TrialState, failure: Failure) -> None:
+        t.failure = failure
+        t.record.phase = "Failed"
+        self.failed_count += 1
+        self._dirty = True
+        self.scheduler.on_trial_end(t.trial_id, "Failed")
+        self.event(t, "Failed", f"{failure.reason}: {failure.message}")
+        if t.handle is not None:
+            t.stop_requested = "Failed"
+            self.executor.stop(t.handle)
+        self._refresh(t)
+
+    def _fail_study(self, reason: str, message: str) -> None:
+        self.state.phase = "Failed"
+        self.state.message = f"{reason}: {message}"
+        self.state.finished = self.clock()
+        for t in self.state.trials.values():
+            if t.handle is not None:
+                self.executor.stop(t.handle)
+        self._dirty = True
+        self._save()
+        self.event(None, "StudyFailed", self.state.message)
+
+    # ------------------------------------------------------------------ decide + act
+
+    def _fill_slots(self) -> None:
+        if any(t.handle is not None and t.record.phase != "Running" for t in self.active()):
+            return  # a trial is still exiting: its checkpoint is not final yet, wait for it
+        while len(self.active()) < self.parallelism:
+            allow_new = len(self.state.trials) < self.spec.budget.max_trials
+            action = self.scheduler.suggest(allow_new)
+            if action is None:
+                return
+            self._apply(action)
+
+    def _apply(self, action: NewTrial | Resume) -> None:
+        self._dirty = True
+        if isinstance(action, NewTrial):
+            record = record_from_action(action)
+            record.phase = "Running"
+            t = TrialState(record=record)
+            self.state.trials[record.trial_id] = t
+            self._refresh(t)
+            self.event(t, "Started", _params_text(record.params))
+            return
+        t = self.state.trials[action.trial_id]
+        ref = action.restore_from
+        start = ref.resource if ref is not None else 0
+        segment = Segment(
+            start=start,
+            stop_at=action.stop_at,
+            params=dict(action.params),
+            restore_from=ref,
+            reason=action.reason,
+        )
+        t.record.segments.append(segment)
+        # After a PBT exploit from a donor behind this member, results past `start` belong to
+        # the abandoned lineage; the new segment reports its own (the curve keeps the history).
+        t.record.results = {k: v for k, v in t.record.results.items() if k <= start}
+        t.record.params = dict(action.params)
+        t.record.phase = "Running"
+        self._refresh(t)
+        t.restore_url = ""
+        t.stop_requested = ""
+        if ref is not None:
+            t.restore_url = self._restore_url(t, ref.trial_id, ref.resource)
+        if ref is not None and ref.trial_id != t.trial_id:
+            self.event(
+                t,
+                "Exploited",
+                f"copied {ref.trial_id}@{ref.resource}; params {_params_text(action.params)}",
+            )
+        else:
+            self.event(
+                t, action.reason.capitalize(), f"to {self.spec.resource.metric}={action.stop_at}"
+            )
+
+    def _restore_url(self, t: TrialState, source: str, resource: int) -> str:
+        """The checkpoint a resumed segment loads; a PBT donor's is copied into `t` first."""
+        store = self.checkpoints(source)
+        info = store.get(resource=resource)
+        if info is None:
+            candidates = [c for c in store.list() if c.resource <= resource]
+            info = candidates[-1] if candidates else None
+            self.event(t, "CheckpointMissing", f"{source}@{resource} not found; using {info}")
+        if info is None:
+            return ""
+        if source == t.trial_id:
+            return info.url
+        copied = store.copy_to(info, self.checkpoints(t.trial_id), t.segment_index, info.resource)
+        return copied.url
+
+    def _launch_pending(self) -> None:
+        launched = False
+        for t in self.active():
+            if t.handle is not None or t.record.phase != "Running":
+                continue
+            seg = t.segment
+            env = TrialEnv(
+                study=self.study.name,
+                trial_id=t.trial_id,
+                segment=t.segment_index,
+                params=dict(seg.params),
+                stop_at=seg.stop_at,
+                resource_metric=self.spec.resource.metric,
+                milestones=sorted({m for m in self.milestones if m <= seg.stop_at} | {seg.stop_at}),
+                objectives=list(self.objectives),
+                checkpoint_url=self.checkpoints(t.trial_id).url,
+                restore_from=t.restore_url,
+                keep=self.spec.checkpoint.keep,
+                pushgateway_url=self.spec.metrics.pushgateway_url or "",
+                s3_endpoint_url=self.s3_endpoint_url,
+            )
+            t.handle = self.executor.launch(env)
+            launched = True
+        if launched:
+            self._dirty = True
+            self._save()
+
+    def _save(self) -> None:
+        if self._dirty:
+            self.store.save(self.state)
+            self._dirty = False
+
+    # ------------------------------------------------------------------ control
+
+    def stop_all(self) -> None:
+        """Ctrl-C: ask every live trial to checkpoint and exit; the study stays resumable."""
+        for t in self.state.trials.values():
+            if t.handle is not None:
+                self.executor.stop(t.handle)
+
+    def run(self, interval: float, on_tick: Callable[[Controller], Any] | None = None) -> str:
+        while not self.step():
+            if on_tick is not None:
+                on_tick(self)
+            time.sleep(interval)
+        if on_tick is not None:
+            on_tick(self)
+        return self.state.phase
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return f"{value:.4g}"
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    parts = []
+    for k, v in params.items():
+        parts.append(f"{k}={_fmt(v) if isinstance(v, float) else v}")
+    return " ".join(parts)

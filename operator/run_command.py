@@ -1,0 +1,119 @@
+"""`kubetune run STUDY.yaml`: the cluster's Study, run on this machine with local processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from kubetune.operator.controller import Controller
+from kubetune.operator.local_executor import LocalExecutor
+from kubetune.operator.local_store import JsonStateStore
+from kubetune.operator.progress import Progress
+from kubetune.operator.results import write_outputs
+from kubetune.operator.study_validation import StudyInvalid, load_study_file
+
+STATE_FILE = "state.json"
+
+
+class Interrupted(Exception):
+    pass
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_study_file(args.study)
+    except StudyInvalid as exc:
+        for error in exc.errors:
+            print(f"{args.study}: {error}", file=sys.stderr)
+        return 1
+    if len(loaded) != 1:
+        print(f"{args.study}: holds {len(loaded)} studies; run one at a time", file=sys.stderr)
+        return 1
+    item = loaded[0]
+    study = item.study
+    output = Path(args.output or Path("runs") / study.name).resolve()
+    doc = _document(args.study)
+    state_path = output / STATE_FILE
+    if args.fresh and output.exists():
+        shutil.rmtree(output)
+    store = JsonStateStore(state_path, doc)
+    stored = store.stored_study()
+    if stored is not None and stored.get("spec") != doc.get("spec"):
+        print(
+            f"{output} holds a run of a different spec of study {study.name!r}; "
+            "use --fresh to discard it or --output for another folder",
+            file=sys.stderr,
+        )
+        return 1
+    if stored is not None and not args.quiet:
+        print(f"resuming the study in {output}")
+    spec = study.spec
+    checkpoint_root = spec.checkpoint.storage or (output / "checkpoints").as_uri()
+    executor = LocalExecutor(spec.trial_template, item.base_dir, output)
+    progress = Progress(study, quiet=args.quiet)
+    controller = Controller(
+        study,
+        executor,
+        store,
+        checkpoint_root,
+        s3_endpoint_url=spec.checkpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", ""),
+        parallelism=args.parallelism,
+        on_event=progress.event,
+    )
+    interval = min(spec.metrics.interval_seconds, 0.25)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        phase = controller.run(interval, on_tick=progress.tick)
+    except Interrupted as exc:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
+        _drain(controller)
+        write_outputs(controller.state, spec, study.name, output)
+        print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
+        return 130
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    files = write_outputs(controller.state, spec, study.name, output)
+    progress.final(controller, files)
+    return 0 if phase == "Completed" else 1
+
+
+def _drain(controller: Controller, timeout: float = 60.0) -> None:
+    """Stop every trial gracefully and record how each ended, so a resume is exact."""
+    controller.stop_all()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        live = [t for t in controller.state.trials.values() if t.handle is not None]
+        if not live:
+            break
+        for t in live:
+            assert t.handle is not None
+            status = controller.executor.poll(t.handle)
+            if status.status != "running":
+                controller._observe(t, status)
+                controller._segment_ended(t, status)
+        time.sleep(0.1)
+    controller._dirty = True
+    controller._save()
+
+
+def _document(path: str) -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    doc: dict[str, Any] = json.loads(json.dumps(docs[0]))
+    return doc

@@ -1,0 +1,296 @@
+"""`kubetune run` end to end with real processes, real checkpoints and real /metrics scrapes.
+
+The trial is tests/fixtures/toy_trial.py (the real SDK, no torch) so each study takes seconds;
+tests/trial/ runs the real PyTorch example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetune.trial.checkpoint import CheckpointStore
+
+TOY = Path(__file__).resolve().parents[1] / "fixtures" / "toy_trial.py"
+
+
+def toy_study(
+    name: str = "toy",
+    algorithm: dict[str, Any] | None = None,
+    resource: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    objectives: list[dict[str, Any]] | None = None,
+    checkpoint: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "trial", "command": ["python", str(TOY)]}
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    spec: dict[str, Any] = {
+        "objectives": objectives or [{"metric": "loss", "goal": "minimize"}],
+        "searchSpace": {
+            "x": {"type": "float", "low": 0.0, "high": 1.0},
+            "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+        },
+        "resource": resource or {"metric": "step", "min": 1, "max": 9},
+        "algorithm": algorithm or {"name": "asha", "seed": 1, "asha": {"eta": 3}},
+        "budget": budget or {"maxTrials": 9, "parallelism": 2, "maxFailedTrials": 2},
+        "trialTemplate": {"spec": {"containers": [container]}},
+    }
+    if checkpoint:
+        spec["checkpoint"] = checkpoint
+    return {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def write(tmp: Path, doc: dict[str, Any]) -> Path:
+    path = tmp / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def run_cli(
+    study: Path, out: Path, *extra: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def trials_of(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+
+
+def state_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "state.json").read_text())
+
+
+def checkpoint_state(root: Path, study: str, trial: str) -> Any:
+    import pickle
+
+    store = CheckpointStore((root / study / trial).as_uri())
+    latest = store.latest()
+    assert latest is not None
+    files = store.read(latest)
+    (data,) = files.values()
+    try:
+        import io
+
+        import torch
+
+        return torch.load(io.BytesIO(data), weights_only=False)
+    except Exception:
+        return pickle.loads(data)
+
+
+def test_asha_study_completes_and_promotions_resume_from_rung_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, toy_study()), out, "--quiet")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    trials = trials_of(out)
+    assert len(trials) == 9
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phase"] == "Completed"
+    assert summary["best"]["resource"] == 9
+    assert (out / "learning_curves.png").stat().st_size > 1000
+
+    # The paper's rule: from n results at a rung at most floor(n/eta) are promoted.
+    at = {r: [t for t in trials if str(r) in t["results"]] for r in (1, 3, 9)}
+    assert len(at[1]) == 9
+    assert 1 <= len(at[3]) <= 9 // 3
+    assert len(at[9]) <= len(at[3]) // 3 or len(at[9]) <= 1
+
+    promoted = [t for t in trials if len(t["segments"]) > 1]
+    assert promoted
+    for t in promoted:
+        for seg in t["segments"][1:]:
+            assert seg["reason"] == "promoted"
+            assert seg["restoreFrom"] == {"trial": t["id"], "resource": seg["start"]}
+        # The step counter continued from the rung checkpoint: no step was run twice.
+        state = checkpoint_state(out / "checkpoints", "toy", t["id"])
+        last = max(int(r) for r in t["results"])
+        assert state["steps"] == list(range(1, last + 1))
+
+
+def test_invalid_spec_is_rejected_and_nothing_starts(tmp_path: Path) -> None:
+    doc = toy_study()
+    doc["spec"]["searchSpace"]["lr"]["low"] = 0
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out)
+    assert proc.returncode == 1
+    assert "spec.searchSpace.lr.low: must be > 0 for a log-scaled parameter" in proc.stderr
+    assert not out.exists()
+
+
+def test_crashing_trials_fail_with_exit_code_and_stderr_until_budget(tmp_path: Path) -> None:
+    doc = toy_study(
+        algorithm={"name": "random", "seed": 0},
+        budget={"maxTrials": 6, "parallelism": 1, "maxFailedTrials": 1},
+        env={"TOY_CRASH_AT": "2"},
+    )
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out, "--quiet")
+    assert proc.returncode == 1
+    state = state_of(out)
+    assert state["phase"] == "Failed"
+    assert state["message"].startswith("TooManyFailures: 2 trials failed")
+    failed = [t for t in state["trials"] if t["phase"] == "Failed"]
+    assert len(failed) == 2 and len(state["trials"]) == 2
+    for t in failed:
+        assert t["failure"]["reason"] == "Crashed"
+        assert t["failure"]["exitCode"] == 1
+        assert "simulated crash at step 2" in t["failure"]["message"]
+
+
+def test_missing_objective_metric_is_a_named_trial_error(tmp_path: Path) -> None:
+    doc = toy_study(
+        algorithm={"name": "random", "seed": 0},
+        budget={"maxTrials": 1, "parallelism": 1, "maxFailedTrials": 0},
+        env={"TOY_OMIT": "loss"},
+    )
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out, "--quiet")
+    assert proc.returncode == 1
+    (t,) = state_of(out)["trials"]
+    assert t["phase"] == "Failed"
+    assert t["failure"]["reason"] in ("BadReport", "MissingMetric")
+    assert "loss" in t["failure"]["message"]
+
+
+def _wait_for(predicate: Any, timeout: float = 60.0) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def _trial_at(out: Path, trial: str, step: int) -> dict[str, Any] | None:
+    try:
+        state = state_of(out)
+    except (OSError, ValueError):
+        return None
+    for t in state["trials"]:
+        if (
+            t["id"] == trial
+            and t.get("handle")
+            and t["curve"]
+            and max(map(int, t["curve"])) >= step
+        ):
+            return t
+    return None
+
+
+def test_kill9_of_a_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    doc = toy_study(
+        algorithm={"name": "random", "seed": 0},
+        resource={"metric": "step", "min": 1, "max": 40},
+        budget={"maxTrials": 1, "parallelism": 1},
+        env={"TOY_SLEEP": "0.1"},
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "kubetune.operator.cli", "run"),
+            *(str(write(tmp_path, doc)), "-o", str(out), "--quiet"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    t = _wait_for(lambda: _trial_at(out, "t0000", 8))
+    os.kill(t["handle"]["pid"], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    (final,) = state_of(out)["trials"]
+    assert final["phase"] == "Completed"
+    assert final["preemptions"] == 1 and final["failure"] is None
+    state = checkpoint_state(out / "checkpoints", "toy", "t0000")
+    # Resumed from the last checkpoint: every step exactly once in the restored state's history.
+    assert state["steps"] == list(range(1, 41))
+    log = Path(final["handle"]["log"] if final["handle"] else out / "logs" / "t0000-s000.log")
+    assert log.read_text().count("--- kubetune: segment 0 of t0000") == 2
+
+
+def _comparable(trials: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (t["id"], json.dumps(t["params"], sort_keys=True), t["phase"], json.dumps(t["results"]))
+        for t in trials
+    ]
+
+
+def test_kill9_of_the_controller_and_restart_finish_with_the_same_trials(tmp_path: Path) -> None:
+    doc = toy_study(budget={"maxTrials": 9, "parallelism": 1}, env={"TOY_SLEEP": "0.03"})
+    study = write(tmp_path, doc)
+    reference = tmp_path / "reference"
+    assert run_cli(study, reference, "--quiet").returncode == 0
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"]
+    )
+    # Kill it hard in the middle: after some trials were promoted.
+    _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = run_cli(study, out, "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert _comparable(trials_of(out)) == _comparable(trials_of(reference))
+
+
+@pytest.mark.parametrize("algorithm", ["pbt", "mopbt"])
+def test_pbt_exploit_copies_the_donors_checkpoint(tmp_path: Path, algorithm: str) -> None:
+    objectives = [{"metric": "loss", "goal": "minimize"}]
+    if algorithm == "mopbt":
+        objectives.append({"metric": "size", "goal": "minimize"})
+    doc = toy_study(
+        name=algorithm,
+        algorithm={
+            "name": algorithm,
+            "seed": 2,
+            algorithm: {"populationSize": 4, "perturbationInterval": 2, "quantile": 0.25},
+        },
+        resource={"metric": "step", "min": 1, "max": 8},
+        budget={"maxTrials": 4, "parallelism": 2},
+        objectives=objectives,
+        checkpoint={"keep": 10},
+    )
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    trials = trials_of(out)
+    assert all(t["phase"] == "Completed" for t in trials)
+    exploits = [
+        (t, s, i) for t in trials for i, s in enumerate(t["segments"]) if s["reason"] == "exploit"
+    ]
+    assert exploits, "a 4-member population over 4 intervals exploits at least once"
+    for t, seg, index in exploits:
+        donor = seg["restoreFrom"]["trial"]
+        assert donor != t["id"]
+        assert t["lineage"]
+        src = CheckpointStore((out / "checkpoints" / algorithm / donor).as_uri())
+        dst = CheckpointStore((out / "checkpoints" / algorithm / t["id"]).as_uri())
+        copied = dst.get(segment=index, resource=seg["start"])
+        original = src.get(resource=seg["start"])
+        assert copied is not None and original is not None
+        assert copied.origin == original.url
+        assert dst.read(copied) == src.read(original)  # byte-identical: the donor's weights

@@ -83,6 +83,7 @@ class Controller:
         *,
         s3_endpoint_url: str = "",
         parallelism: int | None = None,
+        every_step: bool = False,
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -98,6 +99,10 @@ class Controller:
         self.objectives = [o.metric for o in self.spec.objectives]
         self.scheduler = make_scheduler(self.spec)
         self.milestones = sorted(set(self.scheduler.milestones()))
+        self.decision_points = set(self.milestones)
+        # Locally, record every step durably too: exact learning curves for the plots. In a
+        # cluster only decision milestones become (bounded) Prometheus series.
+        self.every_step = every_step
         loaded = store.load()
         self.state = loaded or StudyState(started=clock())
         self.scheduler.restore([t.record for t in self.state.ordered()])
@@ -195,7 +200,7 @@ class Controller:
         durable: dict[int, dict[str, float]] = {}
         if status.results is None:
             try:
-                durable = self.checkpoints(t.trial_id).read_results()
+                durable = self.checkpoints(t.trial_id).read_results(t.segment_index)
             except Exception as exc:  # storage hiccup: wait, never decide on missing data
                 log.warning("reading results of %s: %s", t.trial_id, exc)
         for step, values in durable.items():
@@ -203,7 +208,11 @@ class Controller:
         for step in sorted(milestones):
             if step <= seg.start or step in t.record.results or step > seg.stop_at:
                 continue
-            t.curve.setdefault(step, {}).update(milestones[step])
+            if t.curve.get(step) != milestones[step]:
+                t.curve[step] = dict(milestones[step])
+                self._dirty = True
+            if step not in self.decision_points and step != seg.stop_at:
+                continue  # a curve point, not a decision
             if t.record.phase != "Running":
                 continue  # decided already (stopped/paused/failed): later reports don't count
             if step == seg.stop_at and status.status == "running":
@@ -420,7 +429,7 @@ class Controller:
                 params=dict(seg.params),
                 stop_at=seg.stop_at,
                 resource_metric=self.spec.resource.metric,
-                milestones=sorted({m for m in self.milestones if m <= seg.stop_at} | {seg.stop_at}),
+                milestones=self._milestones_for(seg),
                 objectives=list(self.objectives),
                 checkpoint_url=self.checkpoints(t.trial_id).url,
                 restore_from=t.restore_url,
@@ -433,6 +442,12 @@ class Controller:
         if launched:
             self._dirty = True
             self._save()
+
+    def _milestones_for(self, seg: Segment) -> list[int]:
+        steps = {m for m in self.milestones if seg.start < m <= seg.stop_at} | {seg.stop_at}
+        if self.every_step:
+            steps |= set(range(seg.start + 1, seg.stop_at + 1))
+        return sorted(steps)
 
     def _save(self) -> None:
         if self._dirty:

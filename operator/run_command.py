@@ -68,6 +68,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         checkpoint_root,
         s3_endpoint_url=spec.checkpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", ""),
         parallelism=args.parallelism,
+        every_step=spec.resource.max <= 500,
         on_event=progress.event,
     )
     interval = min(spec.metrics.interval_seconds, 0.25)

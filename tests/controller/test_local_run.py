@@ -294,3 +294,30 @@ def test_pbt_exploit_copies_the_donors_checkpoint(tmp_path: Path, algorithm: str
         assert copied is not None and original is not None
         assert copied.origin == original.url
         assert dst.read(copied) == src.read(original)  # byte-identical: the donor's weights
+
+
+def test_study_with_s3_checkpoints_through_a_real_s3_server(
+    tmp_path: Path, s3_server: tuple[str, str]
+) -> None:
+    endpoint, bucket = s3_server
+    doc = toy_study(
+        name="s3study",
+        budget={"maxTrials": 6, "parallelism": 2},
+        checkpoint={"storage": f"s3://{bucket}/studies", "endpointUrl": endpoint, "keep": 2},
+    )
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    trials = trials_of(out)
+    promoted = [t for t in trials if len(t["segments"]) > 1]
+    assert promoted, "eta=3 over 6 trials promotes at least one"
+    for t in trials:
+        store = CheckpointStore(f"s3://{bucket}/studies/s3study/{t['id']}", endpoint)
+        infos = store.list()
+        assert 1 <= len(infos) <= 2  # keep: 2
+        last = max(int(r) for r in t["results"])
+        assert infos[-1].resource == last
+        assert t["checkpoint"] == infos[-1].url
+        durable = store.read_results()
+        assert {int(r) for r in t["results"]} <= set(durable)  # every milestone, and the curve
+        assert sorted(durable) == list(range(1, last + 1))

@@ -435,10 +435,15 @@ class CheckpointStore:
 
     # -- durable results -------------------------------------------------------------------
 
-    def write_result(self, resource: int, metrics: Mapping[str, float]) -> None:
-        """Record a milestone's metrics durably (atomic write: whole file or nothing)."""
+    def write_result(self, resource: int, metrics: Mapping[str, float], segment: int = 0) -> None:
+        """Record a milestone's metrics durably (atomic write: whole file or nothing).
+
+        The segment is recorded so that, after a PBT exploit rewinds a trial to a donor's
+        earlier resource, results of the abandoned lineage are told apart from the new ones.
+        """
         doc = {
             "trial": self.name,
+            "segment": int(segment),
             "resource": int(resource),
             "metrics": {k: float(v) for k, v in metrics.items()},
             "time": time.time(),
@@ -446,8 +451,8 @@ class CheckpointStore:
         path = f"{self.root}/{RESULTS_DIR}/{int(resource):08d}.json"
         self._write(path, json.dumps(doc).encode())
 
-    def read_results(self) -> dict[int, dict[str, float]]:
-        """{resource: metrics} for every durable milestone result (NaN kept as NaN)."""
+    def read_results(self, min_segment: int = 0) -> dict[int, dict[str, float]]:
+        """{resource: metrics} for durable milestone results of segments >= min_segment."""
         rdir = f"{self.root}/{RESULTS_DIR}"
         self.fs.invalidate_cache(rdir)
         try:
@@ -461,6 +466,8 @@ class CheckpointStore:
                 continue
             try:
                 doc = json.loads(self.fs.cat_file(f"{rdir}/{base}"))
+                if int(doc.get("segment", 0)) < min_segment:
+                    continue
                 out[int(doc["resource"])] = {k: float(v) for k, v in doc["metrics"].items()}
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 log.warning("unreadable result %s/%s ignored", rdir, base)

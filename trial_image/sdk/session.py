@@ -270,7 +270,7 @@ class Trial:
                 )
             # Durable before returning: the controller may read it after this process is gone.
             if self.store is not None:
-                self.store.write_result(step, values)
+                self.store.write_result(step, values, segment=self.segment)
             self.results()[step] = values
         for name, v in values.items():
             self._g_metric.labels(**self._labels, metric=name).set(v)

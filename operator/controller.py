@@ -107,6 +107,7 @@ class Controller:
         self.state = loaded or StudyState(started=clock())
         self.scheduler.restore([t.record for t in self.state.ordered()])
         self._dirty = loaded is None
+        self.draining = False  # set while stop_all() winds the study down for a later resume
         # Trials holding a worker, kept as an index so a pass costs O(live), not O(history).
         self.live: dict[str, TrialState] = {}
         for t in self.state.ordered():
@@ -270,6 +271,9 @@ class Controller:
         if status.status == "lost":
             t.restarts += 1
             self.event(t, "Resumed", "process gone after a controller restart; resuming")
+            self._prepare_relaunch(t)
+        elif status.preempted and self.draining:
+            t.restarts += 1  # we asked it to stop (Ctrl-C): not the platform's preemption
             self._prepare_relaunch(t)
         elif status.preempted:
             t.preemptions += 1
@@ -458,6 +462,7 @@ class Controller:
 
     def stop_all(self) -> None:
         """Ctrl-C: ask every live trial to checkpoint and exit; the study stays resumable."""
+        self.draining = True
         for t in self.state.trials.values():
             if t.handle is not None:
                 self.executor.stop(t.handle)

@@ -321,3 +321,24 @@ def test_study_with_s3_checkpoints_through_a_real_s3_server(
         durable = store.read_results()
         assert {int(r) for r in t["results"]} <= set(durable)  # every milestone, and the curve
         assert sorted(durable) == list(range(1, last + 1))
+
+
+def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) -> None:
+    doc = toy_study(budget={"maxTrials": 6, "parallelism": 2}, env={"TOY_SLEEP": "0.05"})
+    study = write(tmp_path, doc)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in stderr
+    interrupted = state_of(out)
+    assert interrupted["phase"] == "Running"
+    assert all(t["handle"] is None for t in interrupted["trials"])  # every process ended
+    assert all(t["preemptions"] == 0 for t in interrupted["trials"])  # ours, not the platform's
+    again = run_cli(study, out, "--quiet")
+    assert again.returncode == 0, again.stderr
+    final = trials_of(out)
+    assert len(final) == 6 and {t["phase"] for t in final} <= {"Paused", "Completed"}

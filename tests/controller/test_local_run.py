@@ -71,6 +71,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=study.parent,  # never the repository root: its operator/ would shadow the stdlib's
     )
 
 
@@ -216,6 +217,7 @@ def test_kill9_of_a_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=tmp_path,
     )
     t = _wait_for(lambda: _trial_at(out, "t0000", 8))
     os.kill(t["handle"]["pid"], signal.SIGKILL)
@@ -246,7 +248,8 @@ def test_kill9_of_the_controller_and_restart_finish_with_the_same_trials(tmp_pat
 
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"]
+        [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"],
+        cwd=tmp_path,
     )
     # Kill it hard in the middle: after some trials were promoted.
     _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 5)
@@ -328,7 +331,7 @@ def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) 
     study = write(tmp_path, doc)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

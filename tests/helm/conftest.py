@@ -45,7 +45,7 @@ def fetch_wheel(name: str, version: str) -> Path:
     found = sorted(p for p in folder.glob("*.whl") if p.name.startswith(prefix))
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{name}=={version}"]
+    cmd = [sys.executable, "-I", "-m", "pip", "download", "--no-deps", f"{name}=={version}"]
     proc = subprocess.run(
         [*cmd, "-d", str(folder)], capture_output=True, text=True, timeout=600, check=False
     )

@@ -268,9 +268,9 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(with_spec(budget={"parallelism": -1})))
     cli = [sys.executable, "-m", "kubetune.operator.cli", "validate"]
-    ok = subprocess.run([*cli, str(good)], capture_output=True, text=True)
+    ok = subprocess.run([*cli, str(good)], capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    fail = subprocess.run([*cli, str(good), str(bad)], capture_output=True, text=True)
+    fail = subprocess.run([*cli, str(good), str(bad)], capture_output=True, text=True, cwd=tmp_path)
     assert fail.returncode == 1
     assert fail.stderr.strip() == f"{bad}: spec.budget.parallelism: must be >= 1, got -1"
 

@@ -48,7 +48,7 @@ def _spawn(env: TrialEnv, **extra: str) -> subprocess.Popen[str]:
     penv = {k: v for k, v in os.environ.items() if not k.startswith("KUBETUNE_")}
     penv.update(env.to_env(), **extra)
     return subprocess.Popen(
-        [sys.executable, "-m", "kubetune.trial.examples.digits"],
+        [sys.executable, "-I", "-m", "kubetune.trial.examples.digits"],
         env=penv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -460,6 +460,26 @@ class Controller:
 
     # ------------------------------------------------------------------ control
 
+    def note_preemption(self, trial_id: str, count: int, message: str) -> None:
+        """A preemption the platform absorbed without ending the segment (Kubernetes' Job
+        controller started a replacement pod); counted against the study's budget all the same.
+        """
+        t = self.state.trials.get(trial_id)
+        if t is None:
+            return
+        t.preemptions += count
+        self._dirty = True
+        self.event(t, "Preempted", message)
+        if self.state.preemptions > self.spec.budget.max_preemptions and t.handle is not None:
+            self._fail_trial(
+                t,
+                Failure(
+                    "PreemptionBudget",
+                    f"study preemptions exceed spec.budget.maxPreemptions "
+                    f"({self.spec.budget.max_preemptions})",
+                ),
+            )
+
     def stop_all(self) -> None:
         """Ctrl-C: ask every live trial to checkpoint and exit; the study stays resumable."""
         self.draining = True

@@ -73,6 +73,8 @@ STUDY_STATUS_SCHEMA: dict[str, Any] = {
             },
         },
         "message": {"type": "string"},
+        "startTime": {"type": "string", "format": "date-time"},
+        "completionTime": {"type": "string", "format": "date-time"},
     },
 }
 
@@ -83,6 +85,7 @@ TRIAL_SCHEMA: dict[str, Any] = {
             "type": "object",
             "description": "Written by the operator: what the trial runs.",
             "properties": {
+                "trialId": {"type": "string"},
                 "index": {"type": "integer", "minimum": 0},
                 "params": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
                 "bracket": {"type": "integer", "minimum": 0},
@@ -109,11 +112,28 @@ TRIAL_SCHEMA: dict[str, Any] = {
                 },
                 "results": {
                     "type": "object",
-                    "description": "Objective values at each milestone, keyed by resource.",
-                    "additionalProperties": {
-                        "type": "object",
-                        "additionalProperties": {"type": "number"},
-                    },
+                    "description": "Objective values at each milestone, keyed by resource "
+                    "(NaN/Infinity as strings).",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
+                "curve": {
+                    "type": "object",
+                    "description": "Every observed step's metrics (the learning curve).",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
+                "restarts": {"type": "integer"},
+                "handle": {
+                    "type": "object",
+                    "description": "The operator's handle of the running segment (its Job).",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
+                "restoreUrl": {"type": "string"},
+                "stopRequested": {"type": "string"},
+                "events": {"type": "array", "maxItems": 50, "items": {"type": "string"}},
+                "lineage": {
+                    "type": "array",
+                    "description": "PBT: the donor checkpoints this trial was copied from.",
+                    "items": {"type": "string"},
                 },
                 "resource": {"type": "integer"},
                 "lastMetric": {"type": "string"},

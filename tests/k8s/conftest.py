@@ -1,0 +1,192 @@
+"""Fixtures for the operator tests: kopf against the extended kmock emulator, a test kubelet,
+a real Prometheus + Pushgateway (session), the S3 server (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kopf
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kt_emulator import ApiServer
+from kt_kubelet import TestKubelet
+
+from kubetune.operator.k8s_api import KubeApi
+from kubetune.operator.k8s_handlers import OperatorSettings, register
+
+VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
+RESOURCES: dict[str, kmock.ResourceInfo] = {
+    "kubetune.io/v1alpha1/studies": kmock.ResourceInfo(
+        kind="Study", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
+    "kubetune.io/v1alpha1/trials": kmock.ResourceInfo(
+        kind="Trial", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
+    "batch/v1/jobs": kmock.ResourceInfo(
+        kind="Job", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
+    "v1/pods": kmock.ResourceInfo(
+        kind="Pod", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
+    "v1/events": kmock.ResourceInfo(kind="Event", namespaced=True, verbs=VERBS),
+    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=VERBS),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
+        kind="CustomResourceDefinition", namespaced=False, verbs=VERBS
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """The emulated API server, the test kubelet, and operator instances on demand."""
+
+    def __init__(self, emu: ApiServer, host: str, workdir: Path) -> None:
+        self.emu = emu
+        self.host = host
+        self.workdir = workdir
+        self.api = KubeApi.connect(host)
+        self.kubelet: TestKubelet | None = None
+        self.operators: list[tuple[asyncio.Task[Any], OperatorSettings]] = []
+
+    def start_kubelet(
+        self, secrets: dict[str, dict[str, str]], env: dict[str, str] | None = None
+    ) -> TestKubelet:
+        self.kubelet = TestKubelet(self.host, self.workdir, secrets, env).start()
+        return self.kubelet
+
+    def start_operator(self, **kwargs: Any) -> OperatorSettings:
+        settings = OperatorSettings(host=self.host, interval=kwargs.pop("interval", 0.1), **kwargs)
+        registry = kopf.OperatorRegistry()
+        register(registry, settings)
+        task = asyncio.create_task(
+            kopf.operator(registry=registry, clusterwide=True, standalone=True)
+        )
+        self.operators.append((task, settings))
+        return settings
+
+    async def kill_operator(self) -> None:
+        """Cancel the operator task at once (and stop its daemon threads' loops)."""
+        for task, settings in self.operators:
+            settings.shutdown.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+        self.operators.clear()
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def study(self, name: str, ns: str = "default") -> dict[str, Any] | None:
+        return self.emu.get("kubetune.io/v1alpha1/studies", ns, name)
+
+    def trials(self, study: str, ns: str = "default") -> list[dict[str, Any]]:
+        return self.emu.items("kubetune.io/v1alpha1/trials", ns, **{"kubetune.io/study": study})
+
+    def jobs(self, study: str, ns: str = "default") -> list[dict[str, Any]]:
+        return self.emu.items("batch/v1/jobs", ns, **{"kubetune.io/study": study})
+
+    def events(self, ns: str = "default") -> list[dict[str, Any]]:
+        return self.emu.items("v1/events", ns)
+
+
+async def wait_for(pred: Callable[[], Any], timeout: float = 90.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or pred}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    emu = ApiServer()
+    for key, info in RESOURCES.items():
+        emu.resources[key] = info
+    async with emu, kmock.Server(emu) as server:
+        c = Cluster(emu, str(server.url).rstrip("/"), tmp_path)
+        try:
+            yield c
+        finally:
+            await c.kill_operator()
+            if c.kubelet is not None:
+                await asyncio.to_thread(c.kubelet.stop)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(Prometheus URL, Pushgateway URL): Debian's binaries, scraping every 100 ms."""
+    prom = shutil.which("prometheus")
+    gateway = shutil.which("prometheus-pushgateway")
+    if not prom or not gateway:
+        pytest.skip(
+            "prometheus / prometheus-pushgateway not installed "
+            "(apt-get install -y --no-install-recommends prometheus prometheus-pushgateway, "
+            "or scripts/setup)"
+        )
+    d = tmp_path_factory.mktemp("prometheus")
+    gw_port, prom_port = free_port(), free_port()
+    procs = [
+        subprocess.Popen(
+            [gateway, f"--web.listen-address=127.0.0.1:{gw_port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    (d / "prometheus.yml").write_text(
+        "global: {scrape_interval: 100ms, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: pushgateway\n"
+        "    honor_labels: true\n"
+        "    scrape_interval: 100ms\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{gw_port}']}}]\n"
+    )
+    procs.append(
+        subprocess.Popen(
+            [
+                prom,
+                f"--config.file={d / 'prometheus.yml'}",
+                f"--storage.tsdb.path={d / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    prom_url, gw_url = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{gw_port}"
+    try:
+        deadline = time.monotonic() + 30
+        for url in (f"{prom_url}/-/ready", f"{gw_url}/-/ready"):
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=1).read()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        yield prom_url, gw_url
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)

@@ -1,0 +1,286 @@
+"""A test kubelet (and Job controller): runs the operator's Jobs as local processes.
+
+It polls the API like a controller would and, per Job: creates a Pod, runs the first container's
+command with its env (secretKeyRef values from `secrets`), and writes Pod and Job status as
+Kubernetes does: `Complete` on exit 0; exit != 0 → pod Failed with the exit code and the log's
+last lines as the termination message (FallbackToLogsOnError), Job `Failed`; `preempt(job)` sets
+the pod's `DisruptionTarget` condition and sends SIGTERM, and since the operator's
+podFailurePolicy ignores that condition, a replacement pod is started (the Job controller's
+part). A Job being deleted (deletionTimestamp, foreground) gets its process SIGTERMed; once it
+exited the Job's finalizer is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kubetune.operator.k8s_api import ApiError, KubeApi
+from kubetune.operator.k8s_executor import condition
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Proc:
+    def __init__(
+        self, pod: str, job: str, ns: str, popen: subprocess.Popen[bytes], log: Path
+    ) -> None:
+        self.pod = pod
+        self.job = job
+        self.ns = ns
+        self.popen = popen
+        self.log = log
+        self.disrupted = False
+        self.deleting = False
+
+
+class TestKubelet:
+    def __init__(
+        self,
+        host: str,
+        workdir: Path,
+        secrets: dict[str, dict[str, str]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.api = KubeApi.connect(host)
+        self.workdir = workdir
+        self.secrets = secrets or {}
+        self.extra_env = env or {}
+        self.procs: dict[str, Proc] = {}  # pod name -> process
+        self.handled: set[tuple[str, str]] = set()  # jobs whose end was written
+        self.started: list[str] = []  # pod names, in start order
+        self.preempt_requests: list[str] = []
+        self.exit_times: list[float] = []
+        self.start_times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="test-kubelet", daemon=True)
+        self.errors: list[str] = []
+
+    def start(self) -> TestKubelet:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for p in self.procs.values():
+            if p.popen.poll() is None:
+                os.killpg(p.popen.pid, signal.SIGKILL)
+                p.popen.wait()
+
+    def preempt(self, job: str) -> None:
+        self.preempt_requests.append(job)
+
+    # ------------------------------------------------------------------ loop
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sync()
+            except Exception as exc:  # keep running; tests assert on outcomes
+                self.errors.append(repr(exc))
+            self._stop.wait(0.05)
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        data = self.api.request("GET", path)
+        items: list[dict[str, Any]] = data.get("items") or []
+        return items
+
+    def _sync(self) -> None:
+        jobs = {
+            (j["metadata"]["namespace"], j["metadata"]["name"]): j
+            for j in self._list("/apis/batch/v1/jobs")
+        }
+        # processes whose Job vanished (deleted without foreground): kill
+        for p in list(self.procs.values()):
+            job = jobs.get((p.ns, p.job))
+            if job is None or (job["metadata"].get("deletionTimestamp") and not p.deleting):
+                if p.popen.poll() is None:
+                    os.killpg(p.popen.pid, signal.SIGTERM)
+                p.deleting = True
+        while self.preempt_requests:
+            target = self.preempt_requests.pop(0)
+            for p in self.procs.values():
+                if p.job == target and p.popen.poll() is None and not p.disrupted:
+                    p.disrupted = True
+                    self._patch_pod(
+                        p,
+                        {
+                            "status": {
+                                "conditions": [
+                                    {
+                                        "type": "DisruptionTarget",
+                                        "status": "True",
+                                        "reason": "PreemptionByScheduler",
+                                        "message": "preempted by a higher-priority pod",
+                                        "lastTransitionTime": _now(),
+                                    }
+                                ]
+                            }
+                        },
+                    )
+                    os.killpg(p.popen.pid, signal.SIGTERM)
+        for name, p in list(self.procs.items()):
+            code = p.popen.poll()
+            if code is None:
+                continue
+            del self.procs[name]
+            self.exit_times.append(time.time())
+            self._finished(p, code, jobs.get((p.ns, p.job)))
+        for (ns, name), job in jobs.items():
+            meta = job["metadata"]
+            if meta.get("deletionTimestamp"):
+                if not any(p.job == name and p.ns == ns for p in self.procs.values()):
+                    with contextlib.suppress(ApiError):
+                        self.api.patch("Job", ns, name, {"metadata": {"finalizers": None}})
+                continue
+            if (ns, name) in self.handled or condition(job, "Complete") or condition(job, "Failed"):
+                continue
+            if job["spec"].get("suspend"):
+                continue
+            if not any(p.job == name and p.ns == ns for p in self.procs.values()):
+                self._run(job)
+
+    def _run(self, job: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        ns, jname = meta["namespace"], meta["name"]
+        template = job["spec"]["template"]
+        pod_name = f"{jname}-{uuid.uuid4().hex[:5]}"
+        labels = {
+            **(template.get("metadata") or {}).get("labels", {}),
+            "job-name": jname,
+            "batch.kubernetes.io/job-name": jname,
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": ns,
+                "labels": labels,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": jname,
+                        "uid": meta["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+            "status": {"phase": "Running", "startTime": _now()},
+        }
+        self.api.create("Pod", ns, pod)
+        container = template["spec"]["containers"][0]
+        argv = [*container.get("command", []), *container.get("args", [])]
+        if argv and argv[0] in ("python", "python3"):
+            argv = [sys.executable, *argv[1:]]
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        for e in container.get("env") or []:
+            if "value" in e:
+                env[e["name"]] = str(e["value"])
+            elif "valueFrom" in e:
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = self.secrets[ref["name"]][ref["key"]]
+        env["KUBETUNE_METRICS_PORT"] = "0"  # every pod has its own IP in a cluster; not here
+        log = self.workdir / f"{pod_name}.log"
+        with open(log, "wb") as out:
+            popen = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.procs[pod_name] = Proc(pod_name, jname, ns, popen, log)
+        self.started.append(pod_name)
+        self.start_times.append(time.time())
+
+    def _patch_pod(self, p: Proc, patch: dict[str, Any]) -> None:
+        try:
+            pod = self.api.get("Pod", p.ns, p.pod)
+            if pod is None:
+                return
+            status = pod.get("status") or {}
+            if "conditions" in patch.get("status", {}):
+                patch["status"]["conditions"] = (status.get("conditions") or []) + patch["status"][
+                    "conditions"
+                ]
+            self.api.patch("Pod", p.ns, p.pod, patch, sub="status")
+        except ApiError:
+            pass
+
+    def _finished(self, p: Proc, code: int, job: dict[str, Any] | None) -> None:
+        lines = p.log.read_text(errors="replace").splitlines()[-20:]
+        terminated = {
+            "exitCode": code if code >= 0 else 128 - code,
+            "reason": "Completed" if code == 0 else "Error",
+            "finishedAt": _now(),
+        }
+        if code != 0:
+            terminated["message"] = "\n".join(lines)
+        self._patch_pod(
+            p,
+            {
+                "status": {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "containerStatuses": [{"name": "trial", "state": {"terminated": terminated}}],
+                }
+            },
+        )
+        if job is None or p.deleting:
+            with contextlib.suppress(ApiError):
+                self.api.delete("Pod", p.ns, p.pod)
+            return
+        name = job["metadata"]["name"]
+        if p.disrupted:
+            return  # podFailurePolicy: Ignore → the sync loop starts a replacement pod
+        now = _now()
+        if code == 0:
+            status = {
+                "succeeded": 1,
+                "active": 0,
+                "completionTime": now,
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                    {"type": "Complete", "status": "True", "lastTransitionTime": now},
+                ],
+            }
+        else:
+            status = {
+                "failed": 1,
+                "active": 0,
+                "conditions": [
+                    {
+                        "type": "FailureTarget",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "lastTransitionTime": now,
+                    },
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                        "lastTransitionTime": now,
+                    },
+                ],
+            }
+        self.handled.add((p.ns, name))
+        with contextlib.suppress(ApiError):
+            self.api.patch("Job", p.ns, name, {"status": status}, sub="status")

@@ -1,0 +1,217 @@
+"""kopf + the operator against the extended kmock emulator, with a test kubelet running the
+Jobs as local processes, a real Prometheus + Pushgateway, and the S3 server."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from conftest import Cluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
+
+
+def toy_study(
+    name: str, s3: tuple[str, str], prom: tuple[str, str] | None, **budget: Any
+) -> dict[str, Any]:
+    endpoint, bucket = s3
+    metrics: dict[str, Any] = {}
+    if prom is not None:
+        metrics = {"source": "prometheus", "prometheusUrl": prom[0], "pushgatewayUrl": prom[1]}
+    return {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "objectives": [{"metric": "loss", "goal": "minimize"}],
+            "searchSpace": {
+                "x": {"type": "float", "low": 0.0, "high": 1.0},
+                "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+            },
+            "resource": {"metric": "step", "min": 1, "max": 4},
+            "algorithm": {"name": "asha", "seed": 11, "asha": {"eta": 2, "mode": "promotion"}},
+            "budget": {"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 0, **budget},
+            "checkpoint": {
+                "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
+                "endpointUrl": endpoint,
+                "secretName": "s3-creds",
+                "deleteOnCompletion": True,
+            },
+            "metrics": metrics,
+            "trialTemplate": {
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        {
+                            "name": "trial",
+                            "image": "ghcr.io/kubetune/trial-torch:0.1.0",
+                            "command": ["python", "tests/fixtures/toy_trial.py"],
+                            "env": [{"name": "TOY_SLEEP", "value": "0.05"}],
+                            "resources": {"limits": {"nvidia.com/gpu": 1}},
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def phase(cluster: Cluster, name: str) -> str:
+    study = cluster.study(name) or {}
+    return str((study.get("status") or {}).get("phase") or "")
+
+
+def summary(cluster: Cluster, name: str) -> dict[str, Any]:
+    out = {}
+    for t in cluster.trials(name):
+        st = t.get("status") or {}
+        out[t["spec"]["trialId"]] = (t["spec"]["params"], st.get("phase"), st.get("results"))
+    return out
+
+
+async def test_asha_study_end_to_end(
+    cluster: Cluster, s3_server: tuple[str, str], prometheus: tuple[str, str]
+) -> None:
+    cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    study = toy_study("toy-asha", s3_server, prometheus)
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    await wait_for(lambda: phase(cluster, "toy-asha") in ("Completed", "Failed"), 150, "study end")
+    status = cluster.study("toy-asha")["status"]  # type: ignore[index]
+    assert status["phase"] == "Completed", status
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Valid"]["status"] == "True"
+    assert conds["MetricsAvailable"]["status"] == "True", conds["MetricsAvailable"]
+    assert conds["MetricsAvailable"]["reason"] == "PrometheusReachable"
+    trials = cluster.trials("toy-asha")
+    assert len(trials) == 6
+    assert status["trialsFailed"] == 0
+    assert status["bestTrial"]["resource"] == 4
+    assert status["observedGeneration"] == 1
+    # promotions resumed from the rung checkpoint: a segment restoring from itself
+    promoted = [t for t in trials if len(t["spec"]["segments"]) > 1]
+    assert promoted, "ASHA promoted nobody"
+    for t in promoted:
+        seg = t["spec"]["segments"][1]
+        assert seg["restoreFrom"]["trial"] == t["spec"]["trialId"]
+        assert seg["restoreFrom"]["resource"] == seg["start"] > 0
+    jobs = cluster.jobs("toy-asha")
+    assert len(jobs) == sum(len(t["spec"]["segments"]) for t in trials)
+    for job in jobs:
+        owner = job["metadata"]["ownerReferences"][0]
+        assert owner["kind"] == "Trial"
+    reasons = {e["reason"] for e in cluster.events()}
+    assert {"Started", "Promoted", "StudyCompleted"} <= reasons or {
+        "Started",
+        "StudyCompleted",
+    } <= reasons
+    assert cluster.kubelet is not None and not cluster.kubelet.errors
+
+
+async def test_bad_study_gets_valid_false_and_nothing_is_created(cluster: Cluster) -> None:
+    cluster.start_operator()
+    study = toy_study("bad", ("http://127.0.0.1:1", "b"), None)
+    study["spec"]["searchSpace"]["x"] = {"type": "float", "low": 2.0, "high": 1.0}
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    await wait_for(lambda: phase(cluster, "bad") == "Invalid", 30, "Invalid phase")
+    status = cluster.study("bad")["status"]  # type: ignore[index]
+    valid = {c["type"]: c for c in status["conditions"]}["Valid"]
+    assert valid["status"] == "False"
+    assert valid["reason"] == "InvalidSpec"
+    assert "spec.searchSpace.x" in valid["message"], valid["message"]
+    assert cluster.trials("bad") == []
+    assert cluster.jobs("bad") == []
+
+
+def _count_objects(endpoint: str, bucket: str, prefix: str) -> int:
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    return int(s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0))
+
+
+async def test_preempted_trial_resumes_without_a_failure(
+    cluster: Cluster, s3_server: tuple[str, str]
+) -> None:
+    kubelet = cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    study = toy_study("preempt", s3_server, None, maxTrials=2, parallelism=1)
+    study["spec"]["resource"] = {"metric": "step", "min": 4, "max": 8}
+    study["spec"]["trialTemplate"]["spec"]["containers"][0]["env"] = [
+        {"name": "TOY_SLEEP", "value": "0.4"}
+    ]
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    first = await wait_for(
+        lambda: [p for p in kubelet.procs.values() if "toy-first-report" in p.log.read_text()],
+        60,
+        "a running trial",
+    )
+    job = first[0].job
+    import asyncio
+
+    await asyncio.sleep(0.6)  # a checkpoint or two committed, the segment (4 steps) not done
+    kubelet.preempt(job)
+    await wait_for(lambda: phase(cluster, "preempt") in ("Completed", "Failed"), 120, "study end")
+    status = cluster.study("preempt")["status"]  # type: ignore[index]
+    assert status["phase"] == "Completed", status
+    assert status["trialsFailed"] == 0
+    assert status["preemptions"] >= 1
+    pods = [p for p in kubelet.started if p.startswith(job + "-")]
+    assert len(pods) == 2, kubelet.started  # the replacement pod of the same Job
+    trial = next(
+        t for t in cluster.trials("preempt") if job.startswith(t["metadata"]["name"] + "-")
+    )
+    assert trial["status"]["preemptions"] >= 1
+    assert "Preempted" in {e["reason"] for e in cluster.events()}
+    # the resumed pod restored from the checkpoint, not from scratch
+    log = next(kubelet.workdir.glob(f"{pods[1]}.log")).read_text()
+    assert "restored" in log or "toy-first-report" in log
+
+
+async def test_deleting_a_study_removes_trials_jobs_and_checkpoints(
+    cluster: Cluster, s3_server: tuple[str, str]
+) -> None:
+    cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    study = toy_study("doomed", s3_server, None)
+    study["spec"]["trialTemplate"]["spec"]["containers"][0]["env"] = [
+        {"name": "TOY_SLEEP", "value": "0.3"}
+    ]
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    await wait_for(lambda: len(cluster.jobs("doomed")) >= 2, 60, "jobs")
+    endpoint, bucket = s3_server
+    prefix = study["spec"]["checkpoint"]["storage"].split("/", 3)[3] + "/doomed/"
+    await wait_for(lambda: _count_objects(endpoint, bucket, prefix) > 0, 60, "checkpoints")
+    await cluster.call(cluster.api.delete, "Study", "default", "doomed")
+    await wait_for(lambda: cluster.study("doomed") is None, 60, "study deleted")
+    assert cluster.trials("doomed") == []
+    assert cluster.jobs("doomed") == []
+    assert _count_objects(endpoint, bucket, prefix) == 0
+
+
+async def test_operator_killed_and_restarted_gives_the_same_outcome(
+    cluster: Cluster, s3_server: tuple[str, str], prometheus: tuple[str, str]
+) -> None:
+    import asyncio
+
+    cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    ref = toy_study("ref", s3_server, prometheus, parallelism=1, maxTrials=4)
+    await cluster.call(cluster.api.create, "Study", "default", ref)
+    await wait_for(lambda: phase(cluster, "ref") == "Completed", 120, "reference run")
+    expected = summary(cluster, "ref")
+
+    study = toy_study("restart", s3_server, prometheus, parallelism=1, maxTrials=4)
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    for want in (2, 3):  # kill twice, mid-study
+        await wait_for(lambda w=want: len(cluster.trials("restart")) >= w, 120, f"{want} trials")
+        await cluster.kill_operator()
+        await asyncio.sleep(0.3)
+        cluster.start_operator()
+    await wait_for(lambda: phase(cluster, "restart") == "Completed", 120, "restarted run")
+    assert summary(cluster, "restart") == expected
+    names = [j["metadata"]["name"] for j in cluster.jobs("restart")]
+    assert len(names) == len(set(names))
+    assert len(names) == sum(len(t["spec"]["segments"]) for t in cluster.trials("restart"))

@@ -239,6 +239,12 @@ class K8sExecutor:
         job = self.jobs.get(h["job"]) or {}
         if condition(job, "Failed") is not None:
             return  # the failure judgement reports it
+        if (
+            h.get("stopping")
+            or h["state"] == "pausing"
+            or job.get("metadata", {}).get("deletionTimestamp")
+        ):
+            return  # we deleted the Job (stop, pause): its pod's SIGTERM exit is ours
         disrupted = [
             p for p in pods if (p.get("status") or {}).get("phase") == "Failed" and pod_preempted(p)
         ]

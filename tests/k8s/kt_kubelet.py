@@ -63,6 +63,7 @@ class TestKubelet:
         self.started: list[str] = []  # pod names, in start order
         self.preempt_requests: list[str] = []
         self.exit_times: list[float] = []
+        self.exit_codes: dict[str, int] = {}  # pod name -> the process's exit status
         self.start_times: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="test-kubelet", daemon=True)
@@ -138,6 +139,7 @@ class TestKubelet:
                 continue
             del self.procs[name]
             self.exit_times.append(time.time())
+            self.exit_codes[name] = code
             self._finished(p, code, jobs.get((p.ns, p.job)))
         for (ns, name), job in jobs.items():
             meta = job["metadata"]

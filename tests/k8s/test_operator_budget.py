@@ -1,0 +1,273 @@
+"""Live budget changes: `kubectl patch` of spec.budget.parallelism and maxTrials on a running
+study, through kopf + the emulator + the test kubelet + the S3 server.
+
+Raising parallelism runs more Jobs at once; lowering it pauses the surplus trials through a
+checkpoint (their Job is deleted, the pod gets SIGTERM, saves and exits 75) and their re-created
+Job resumes from that checkpoint, so no step is lost or run twice; raising maxTrials creates more
+trials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from conftest import Cluster, wait_for
+
+from kubetune.operator.k8s_executor import condition
+from kubetune.operator.k8s_jobs import job_name, trial_name
+from kubetune.trial.checkpoint import CheckpointStore
+from kubetune.trial.env import EXIT_PREEMPTED
+from kubetune.trial.session import _load_state
+
+if TYPE_CHECKING:
+    from kt_kubelet import TestKubelet
+
+pytestmark = pytest.mark.slow
+
+SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
+STEPS = 20  # resource max: one segment of STEPS steps per trial (random search never stops one)
+RESTORED = re.compile(r"restored (\S+) \(step (\d+)\)")
+
+
+def budget_study(name: str, s3: tuple[str, str], **budget: Any) -> dict[str, Any]:
+    endpoint, bucket = s3
+    return {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "objectives": [{"metric": "loss", "goal": "minimize"}],
+            "searchSpace": {
+                "x": {"type": "float", "low": 0.0, "high": 1.0},
+                "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+            },
+            "resource": {"metric": "step", "min": 1, "max": STEPS},
+            "algorithm": {"name": "random", "seed": 5},
+            "budget": {"maxFailedTrials": 0, **budget},
+            "checkpoint": {
+                "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
+                "endpointUrl": endpoint,
+                "secretName": "s3-creds",
+            },
+            "trialTemplate": {
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        {
+                            "name": "trial",
+                            "image": "ghcr.io/kubetune/trial-torch:0.1.0",
+                            "command": ["python", "tests/fixtures/toy_trial.py"],
+                            "env": [{"name": "TOY_SLEEP", "value": "0.1"}],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def phase(cluster: Cluster, name: str) -> str:
+    study = cluster.study(name) or {}
+    return str((study.get("status") or {}).get("phase") or "")
+
+
+def alive(kubelet: TestKubelet) -> list[Any]:
+    return [p for p in list(kubelet.procs.values()) if p.popen.poll() is None]
+
+
+def active_jobs(cluster: Cluster, name: str) -> list[str]:
+    """Jobs a Kubernetes Job controller would count as active: not finished, not deleted."""
+    return [
+        j["metadata"]["name"]
+        for j in cluster.jobs(name)
+        if not j["metadata"].get("deletionTimestamp")
+        and condition(j, "Complete") is None
+        and condition(j, "Failed") is None
+    ]
+
+
+class Concurrency:
+    """Samples, per stage of the test, the most trial processes alive and Jobs active at once."""
+
+    def __init__(self, cluster: Cluster, kubelet: TestKubelet, name: str) -> None:
+        self.cluster, self.kubelet, self.name = cluster, kubelet, name
+        self.stage = "initial"
+        self.procs: dict[str, int] = {}
+        self.jobs: dict[str, int] = {}
+
+    async def run(self) -> None:
+        while True:
+            stage = self.stage
+            n_procs = len(alive(self.kubelet))
+            n_jobs = len(active_jobs(self.cluster, self.name))
+            self.procs[stage] = max(self.procs.get(stage, 0), n_procs)
+            self.jobs[stage] = max(self.jobs.get(stage, 0), n_jobs)
+            await asyncio.sleep(0.02)
+
+
+async def patch_budget(cluster: Cluster, name: str, **budget: int) -> None:
+    """What `kubectl patch study NAME --type merge -p '{"spec":{"budget":{...}}}'` sends."""
+    await cluster.call(cluster.api.patch, "Study", "default", name, {"spec": {"budget": budget}})
+
+
+def pods_of(kubelet: TestKubelet, job: str) -> list[str]:
+    """The pods the kubelet started for `job` (named JOB-xxxxx)."""
+    return [p for p in kubelet.started if p.rsplit("-", 1)[0] == job]
+
+
+def started(kubelet: TestKubelet, job: str) -> list[Any]:
+    """The processes of `job` that reported their first step."""
+    return [p for p in alive(kubelet) if p.job == job and "toy-first-report" in p.log.read_text()]
+
+
+async def test_patching_parallelism_and_max_trials_on_a_running_study(
+    cluster: Cluster, s3_server: tuple[str, str]
+) -> None:
+    endpoint, _ = s3_server
+    name = "budget"
+    kubelet = cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    study = budget_study(name, s3_server, maxTrials=3, parallelism=1)
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    sampler = Concurrency(cluster, kubelet, name)
+    sampling = asyncio.create_task(sampler.run())
+    try:
+        first = job_name(name, "t0000", 0)
+        await wait_for(lambda: started(kubelet, first), 30, "the first trial running")
+        await asyncio.sleep(0.5)  # parallelism 1 holds: no second Job while the first runs
+        assert len(cluster.trials(name)) == 1
+
+        # raise: two more Jobs run next to the first one
+        sampler.stage = "raised"
+        await patch_budget(cluster, name, parallelism=3)
+        surplus = [job_name(name, f"t000{i}", 0) for i in (1, 2)]
+        await wait_for(
+            lambda: all(started(kubelet, j) for j in [first, *surplus]), 30, "3 trials running"
+        )
+        await asyncio.sleep(0.3)  # a checkpoint or two committed, none of them done
+        assert sampler.procs["raised"] == 3 and sampler.jobs["raised"] == 3, sampler.procs
+        assert len(cluster.trials(name)) == 3
+
+        # lower: the surplus trials (highest index first) checkpoint and stop; nothing fails
+        sampler.stage = "lowering"
+        await patch_budget(cluster, name, parallelism=1)
+        await wait_for(
+            lambda: not any(p.job in surplus for p in alive(kubelet)), 30, "surplus paused"
+        )
+        await wait_for(lambda: len(active_jobs(cluster, name)) <= 1, 30, "surplus Jobs deleted")
+        sampler.stage = "lowered"
+        assert started(kubelet, first), "the lowest-index trial keeps running"
+
+        # raise maxTrials: the study grows beyond its original 3 trials
+        await patch_budget(cluster, name, maxTrials=5)
+        await wait_for(lambda: phase(cluster, name) in ("Completed", "Failed"), 60, "study end")
+    finally:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
+
+    assert sampler.procs["initial"] == 1 and sampler.jobs["initial"] == 1, sampler.procs
+    assert sampler.procs["lowered"] == 1 and sampler.jobs["lowered"] == 1, (
+        sampler.procs,
+        sampler.jobs,
+    )
+
+    status = cluster.study(name)["status"]
+    assert status["phase"] == "Completed", status
+    assert status["trialsFailed"] == 0
+    assert status["trialsCompleted"] == 5
+    assert status["observedGeneration"] == 4  # create + three patches of the spec
+    trials = {t["spec"]["trialId"]: t for t in cluster.trials(name)}
+    assert sorted(trials) == [f"t000{i}" for i in range(5)]
+    storage = study["spec"]["checkpoint"]["storage"]
+    for tid, t in trials.items():
+        assert t["status"]["phase"] == "Completed", t["status"]
+        assert t["status"]["resource"] == STEPS
+        assert t["status"].get("failure") is None
+        assert len(t["spec"]["segments"]) == 1  # a pause is no new segment for the algorithm
+        state = _load_state(_latest(CheckpointStore(f"{storage}/{name}/{tid}", endpoint)))
+        # every step exactly once across the pause: progress continued from the checkpoint
+        assert state["steps"] == list(range(1, STEPS + 1)), (tid, state["steps"])
+
+    for job in surplus:
+        tid = job.removeprefix(f"{name}-").split("-")[0]
+        assert job.startswith(trial_name(name, tid))
+        # the paused pod was SIGTERMed, saved, and exited 75 ("checkpointed, resume me")
+        (paused,) = pods_of(kubelet, job)
+        assert kubelet.exit_codes[paused] == EXIT_PREEMPTED, kubelet.exit_codes
+        # its Job was re-created (a new attempt of the same segment) and resumed from there
+        again = job_name(name, tid, 0, attempt=1)
+        (resumed,) = pods_of(kubelet, again)
+        assert kubelet.exit_codes[resumed] == 0
+        found = RESTORED.search((kubelet.workdir / f"{resumed}.log").read_text())
+        assert found is not None, f"{resumed} did not restore a checkpoint"
+        url, step = found.group(1), int(found.group(2))
+        assert 0 < step < STEPS
+        assert url.startswith(f"{storage}/{name}/{tid}/")
+        assert trials[tid]["status"]["preemptions"] == 0  # our pause, not the platform's
+    assert status["preemptions"] == 0
+
+    reasons = [e["reason"] for e in cluster.events()]
+    assert reasons.count("BudgetChanged") == 3, reasons
+    assert "Failed" not in reasons and "Preempted" not in reasons
+    messages = [e["message"] for e in cluster.events() if e["reason"] == "BudgetChanged"]
+    assert messages == ["parallelism=3", "parallelism=1", "max_trials=5"]
+    assert not kubelet.errors
+
+
+def _latest(store: CheckpointStore) -> dict[str, bytes]:
+    info = store.latest()
+    assert info is not None, store.url
+    return store.read(info)
+
+
+@pytest.mark.parametrize("why", ["pausing", "stopping"])
+def test_a_pod_ending_because_we_deleted_its_job_is_no_preemption(why: str) -> None:
+    """A paused (parallelism lowered) or stopped trial's pod exits 75 while its Job is being
+    deleted; the Job's pod list may show it Failed before it is gone. That exit was ours: it must
+    not count against the study's preemption budget nor post a Preempted event."""
+    from kubetune.operator.k8s_executor import K8sExecutor
+
+    study = {"metadata": {"name": "s", "namespace": "default"}, "spec": {}}
+    noticed: list[tuple[str, int, str]] = []
+    executor = K8sExecutor(
+        None,  # type: ignore[arg-type,unused-ignore]  # no API call on this path
+        lambda: study,
+        lambda tid: None,
+        limit=1,
+        on_preempted=lambda *a: noticed.append(a),
+    )
+    job = job_name("s", "t0001", 0)
+    handle: dict[str, Any] = {"job": job, "trial": "t0001", "segment": 0, "attempt": 0}
+    handle.update({"state": "launched", "env": {}, "preemptionsSeen": 0})
+    if why == "pausing":
+        handle["state"] = "pausing"
+    else:
+        handle["stopping"] = True
+    executor.handles["t0001"] = handle
+    executor.jobs = {
+        job: {
+            "metadata": {"name": job, "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"active": 1},
+        }
+    }
+    terminated = {"exitCode": EXIT_PREEMPTED, "reason": "Error"}
+    executor.pods = {
+        job: [
+            {
+                "metadata": {"name": f"{job}-abcde"},
+                "status": {
+                    "phase": "Failed",
+                    "containerStatuses": [{"name": "trial", "state": {"terminated": terminated}}],
+                },
+            }
+        ]
+    }
+    status = executor.poll(handle)
+    assert status.status == "running"  # the Job still exists: its checkpoint is not final yet
+    assert noticed == []

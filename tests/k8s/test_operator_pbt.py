@@ -1,0 +1,174 @@
+"""PBT and MO-PBT studies through kopf + the emulator + the test kubelet + the S3 server.
+
+Mirrors tests/controller/test_local_run.py::test_pbt_exploit_copies_the_donors_checkpoint, but
+everything the assertions read comes from the Kubernetes API (Trial and Study objects, Events)
+and from the object storage the pods wrote to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from conftest import Cluster, wait_for
+
+from kubetune.operator.k8s_jobs import trial_name
+from kubetune.trial.checkpoint import CheckpointStore
+
+pytestmark = pytest.mark.slow
+
+SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
+
+
+def pbt_study(
+    name: str, algorithm: str, s3: tuple[str, str], prom: tuple[str, str] | None
+) -> dict[str, Any]:
+    endpoint, bucket = s3
+    objectives = [{"metric": "loss", "goal": "minimize"}]
+    if algorithm == "mopbt":
+        objectives.append({"metric": "size", "goal": "minimize"})
+    metrics: dict[str, Any] = {}
+    if prom is not None:
+        metrics = {"source": "prometheus", "prometheusUrl": prom[0], "pushgatewayUrl": prom[1]}
+    return {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "objectives": objectives,
+            "searchSpace": {
+                "x": {"type": "float", "low": 0.0, "high": 1.0},
+                "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+            },
+            "resource": {"metric": "step", "min": 1, "max": 8},
+            "algorithm": {
+                "name": algorithm,
+                "seed": 2,
+                algorithm: {"populationSize": 4, "perturbationInterval": 2, "quantile": 0.25},
+            },
+            "budget": {"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0},
+            "checkpoint": {
+                "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
+                "endpointUrl": endpoint,
+                "secretName": "s3-creds",
+                # every checkpoint a donor ever gave stays, so the test can compare the bytes
+                "keep": 50,
+            },
+            "metrics": metrics,
+            "trialTemplate": {
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        {
+                            "name": "trial",
+                            "image": "ghcr.io/kubetune/trial-torch:0.1.0",
+                            "command": ["python", "tests/fixtures/toy_trial.py"],
+                            "env": [{"name": "TOY_SLEEP", "value": "0.02"}],
+                            "resources": {"limits": {"nvidia.com/gpu": 1}},
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def phase(cluster: Cluster, name: str) -> str:
+    study = cluster.study(name) or {}
+    return str((study.get("status") or {}).get("phase") or "")
+
+
+def dominates(a: dict[str, float], b: dict[str, float], metrics: list[str]) -> bool:
+    """a dominates b (every objective minimized)."""
+    return all(a[m] <= b[m] for m in metrics) and any(a[m] < b[m] for m in metrics)
+
+
+@pytest.mark.parametrize("algorithm", ["pbt", "mopbt"])
+async def test_pbt_exploit_copies_the_donors_checkpoint_in_s3(
+    cluster: Cluster,
+    s3_server: tuple[str, str],
+    prometheus: tuple[str, str],
+    algorithm: str,
+) -> None:
+    endpoint, _ = s3_server
+    name = f"toy-{algorithm}"
+    cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    # PBT with metrics through Prometheus, MO-PBT with the durable results in object storage
+    study = pbt_study(name, algorithm, s3_server, prometheus if algorithm == "pbt" else None)
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    await wait_for(lambda: phase(cluster, name) in ("Completed", "Failed"), 90, "study end")
+
+    status = cluster.study(name)["status"]
+    assert status["phase"] == "Completed", status
+    assert status["trialsFailed"] == 0
+    trials = {t["spec"]["trialId"]: t for t in cluster.trials(name)}
+    assert len(trials) == 4  # the population, nobody more
+    assert all(t["status"]["phase"] == "Completed" for t in trials.values()), [
+        (t["metadata"]["name"], t["status"]) for t in trials.values()
+    ]
+    assert all(t["status"]["resource"] == 8 for t in trials.values())
+
+    storage = study["spec"]["checkpoint"]["storage"]
+    exploits = [
+        (tid, i, seg)
+        for tid, t in trials.items()
+        for i, seg in enumerate(t["spec"]["segments"])
+        if seg["reason"] == "exploit"
+    ]
+    assert exploits, "a 4-member population over 4 intervals exploits at least once"
+    for tid, index, seg in exploits:
+        trial = trials[tid]
+        donor = seg["restoreFrom"]["trial"]
+        resource = seg["restoreFrom"]["resource"]
+        # lineage on the Trial custom resource: the segment names another Trial of the study
+        assert donor != tid
+        assert trial_name(name, donor) != trial["metadata"]["name"]
+        assert donor in trials, (donor, sorted(trials))
+        assert resource == seg["start"] > 0
+        assert f"{donor}@{resource}" in trial["status"]["lineage"], trial["status"]
+        # the recipient's copy in S3: byte-identical to the donor's checkpoint at that resource,
+        # its manifest naming the donor's checkpoint as origin
+        src = CheckpointStore(f"{storage}/{name}/{donor}", endpoint)
+        dst = CheckpointStore(f"{storage}/{name}/{tid}", endpoint)
+        copied = dst.get(segment=index, resource=resource)
+        assert copied is not None, [c.url for c in dst.list()]
+        assert copied.origin.startswith(src.url.rstrip("/") + "/"), (copied.origin, src.url)
+        original = src.load(copied.origin)
+        assert original.resource == resource
+        assert original.url in {c.url for c in src.list()}
+        at_resource = [c for c in src.list() if c.resource == resource]
+        if len(at_resource) == 1:  # the donor had one checkpoint there: exactly that one
+            assert copied.origin == at_resource[0].url
+        assert dst.read(copied) == src.read(original)  # the donor's state, to the byte
+        assert copied.origin != copied.url
+
+    events = [
+        e
+        for e in cluster.events()
+        if e["involvedObject"]["kind"] == "Study" and e["involvedObject"]["name"] == name
+    ]
+    exploited = [e for e in events if e["reason"] == "Exploited"]
+    assert len(exploited) >= len(exploits), [e["reason"] for e in events]
+    for tid, _index, seg in exploits:
+        ref = seg["restoreFrom"]
+        text = f"{tid}: copied {ref['trial']}@{ref['resource']}"
+        assert any(e["message"].startswith(text) for e in exploited), (text, exploited)
+    assert {"Started", "StudyCompleted"} <= {e["reason"] for e in events}
+
+    if algorithm == "mopbt":
+        front = status["paretoFront"]
+        assert 1 <= len(front) <= min(50, len(trials)), front
+        names = {t["metadata"]["name"] for t in trials.values()}
+        metrics = ["loss", "size"]
+        for entry in front:
+            assert entry["name"] in names
+            assert set(metrics) <= set(entry["metrics"]), entry
+        for a in front:
+            for b in front:
+                assert not dominates(a["metrics"], b["metrics"], metrics), (a, b)
+    else:
+        assert "paretoFront" not in status
+        assert status["bestTrial"]["resource"] == 8
+    assert cluster.kubelet is not None and not cluster.kubelet.errors

@@ -44,6 +44,7 @@ import numpy as np
 
 from kubetune.algorithms._util import (
     as_choice,
+    as_float,
     as_int,
     check_resource,
     decision_segments,
@@ -62,8 +63,12 @@ from kubetune.algorithms.base import (
     TrialRecord,
     trial_id_for,
 )
+from kubetune.algorithms.model_searcher import DEFAULT_RANDOM_FRACTION, History, ModelSearcher
 from kubetune.algorithms.multiobjective import rank_order
-from kubetune.algorithms.searchers import make_searcher
+from kubetune.algorithms.searchers import Searcher, make_searcher
+
+# `searcher` choices of the ASHA family; `model` is the default (algorithms/model_searcher.py).
+ASHA_SEARCHERS: tuple[str, ...] = ("model", "random", "sobol")
 
 ACTIVE, PAUSED, DONE, STOPPED, FAILED = "active", "paused", "done", "stopped", "failed"
 _PHASE_STATE = {
@@ -102,6 +107,10 @@ class SortedRung:
 
     def __contains__(self, index: int) -> bool:
         return index in self._value
+
+    def values(self) -> Mapping[int, float]:
+        """Trial index -> loss recorded at this rung (read-only view)."""
+        return self._value
 
     def set(self, index: int, value: Any) -> None:
         loss = float(value)
@@ -162,6 +171,10 @@ class ParetoRung:
 
     def __contains__(self, index: int) -> bool:
         return index in self._value
+
+    def values(self) -> Mapping[int, np.ndarray]:
+        """Trial index -> loss vector recorded at this rung (read-only view)."""
+        return self._value
 
     def set(self, index: int, value: Any) -> None:
         self._value[index] = np.asarray(value, dtype=float)
@@ -249,7 +262,13 @@ class ASHAScheduler(Scheduler):
     """Asynchronous successive halving for one objective (the first objective of the study)."""
 
     NAME = "asha"
-    DEFAULTS: Mapping[str, Any] = {"eta": 3, "mode": "promotion", "searcher": "random"}
+    # randomFraction None: the model searcher's default (0.1); ignored by the other searchers.
+    DEFAULTS: Mapping[str, Any] = {
+        "eta": 3,
+        "mode": "promotion",
+        "searcher": "model",
+        "randomFraction": None,
+    }
     MULTI_OBJECTIVE = False
 
     def __init__(self, config: SchedulerConfig) -> None:
@@ -260,8 +279,18 @@ class ASHAScheduler(Scheduler):
         self.settings = merge_settings(self.NAME, config.settings, self.DEFAULTS)
         self.eta = as_int(self.NAME, "eta", self.settings["eta"], 2)
         self.mode = as_choice(self.NAME, "mode", self.settings["mode"], ("promotion", "stopping"))
-        searcher = as_choice(self.NAME, "searcher", self.settings["searcher"], ("random", "sobol"))
-        self.searcher = make_searcher(searcher, config.space, config.seed)
+        searcher = as_choice(self.NAME, "searcher", self.settings["searcher"], ASHA_SEARCHERS)
+        fraction = self.settings.get("randomFraction")
+        fraction = (
+            DEFAULT_RANDOM_FRACTION
+            if fraction is None
+            else as_float(self.NAME, "randomFraction", fraction, 0.0, 1.0)
+        )
+        self.searcher: Searcher = (
+            ModelSearcher(config.space, config.seed, random_fraction=fraction)
+            if searcher == "model"
+            else make_searcher(searcher, config.space, config.seed)
+        )
         self.brackets = self._make_brackets()
         self._trials: dict[str, _Trial] = {}
         self._next_index = 0
@@ -312,7 +341,10 @@ class ASHAScheduler(Scheduler):
         if not allow_new:
             return None
         index = self._next_index
-        params = self.searcher.config(index)
+        if isinstance(self.searcher, ModelSearcher):
+            params: dict[str, Any] | None = self.searcher.propose(index, self._history())
+        else:
+            params = self.searcher.config(index)
         if params is None:
             return None
         b = self._bracket_for(index)
@@ -365,6 +397,21 @@ class ASHAScheduler(Scheduler):
         return [trial_id_for(i) for i in self.brackets[bracket].rungs[rung].order()]
 
     # -- internals ----------------------------------------------------------------------------
+    def _history(self) -> History:
+        """Everything the model searcher may use: rung values pooled by level, trials in flight.
+
+        A function of the persisted records alone (rung values and trial states are rebuilt
+        exactly by `restore`), so proposals after a restart are the same.
+        """
+        levels: dict[int, dict[int, Any]] = {}
+        for bracket in self.brackets:
+            for level, rung in zip(bracket.levels, bracket.rungs, strict=True):
+                if len(rung):
+                    levels.setdefault(level, {}).update(rung.values())
+        pending = [t.index for t in self._trials.values() if t.state == ACTIVE]
+        params = {t.index: t.params for t in self._trials.values()}
+        return History(levels=levels, pending=pending, params=params)
+
     def _trial(self, trial_id: str) -> _Trial:
         try:
             return self._trials[trial_id]
@@ -430,4 +477,4 @@ class ASHAScheduler(Scheduler):
         return Decision.CONTINUE
 
 
-__all__ = ["ASHAScheduler", "Bracket", "ParetoRung", "SortedRung", "rung_levels"]
+__all__ = ["ASHA_SEARCHERS", "ASHAScheduler", "Bracket", "ParetoRung", "SortedRung", "rung_levels"]

@@ -3,7 +3,9 @@
 Bracket s (s = 0 .. B-1) is an ASHA bracket whose first rung is r·eta^s (r = resource.min, at
 least 1), so bracket 0 is plain ASHA and the last possible bracket (s_max, with r·eta^s_max <=
 max) trains everything to resource.max. Settings: `eta` (3), `mode` (promotion | stopping),
-`brackets` (B, default all s_max + 1), `searcher` (random | sobol).
+`brackets` (B, default all s_max + 1), `searcher` (model | random | sobol, default model) and
+`randomFraction` (the model searcher's share of random proposals, default 0.1). The model pools
+every bracket's rung values by resource level (BOHB's "observations per budget").
 
 Bracket distribution (documented choice): trial i's bracket is drawn with
 `rng_for(seed, salt, i)` with probability proportional to the number of configurations
@@ -53,7 +55,8 @@ class HyperbandScheduler(ASHAScheduler):
         "eta": 3,
         "mode": "promotion",
         "brackets": None,
-        "searcher": "random",
+        "searcher": "model",
+        "randomFraction": None,
     }
 
     def __init__(self, config: SchedulerConfig) -> None:

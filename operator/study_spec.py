@@ -120,9 +120,16 @@ class AshaSettings:
         enum=("promotion", "stopping"),
     )
     searcher: str = spec_field(
-        "How new configurations are drawn.",
-        default="random",
-        enum=("random", "sobol"),
+        "How new configurations are drawn: model (a TPE density-ratio model of the results so "
+        "far at the highest well-populated rung, one proposal in ten random), random or sobol.",
+        default="model",
+        enum=("model", "random", "sobol"),
+    )
+    random_fraction: float | None = spec_field(
+        "Share of the model searcher's proposals drawn at random (exploration); default 0.1.",
+        default=None,
+        minimum=0.0,
+        maximum=1.0,
     )
 
 
@@ -135,7 +142,9 @@ class HyperbandSettings:
         "promotion or stopping, as for ASHA.", default="promotion", enum=("promotion", "stopping")
     )
     searcher: str = spec_field(
-        "How new configurations are drawn.", default="random", enum=("random", "sobol")
+        "How new configurations are drawn: model, random or sobol, as for ASHA.",
+        default="model",
+        enum=("model", "random", "sobol"),
     )
     brackets: int | None = spec_field(
         "Number of brackets (the most aggressive first); default: all that fit between min "
@@ -143,6 +152,12 @@ class HyperbandSettings:
         default=None,
         minimum=1,
         maximum=20,
+    )
+    random_fraction: float | None = spec_field(
+        "Share of the model searcher's proposals drawn at random (exploration); default 0.1.",
+        default=None,
+        minimum=0.0,
+        maximum=1.0,
     )
 
 

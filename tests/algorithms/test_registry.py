@@ -19,7 +19,12 @@ from kubetune.algorithms.registry import (
 
 def test_every_algorithm_has_defaults_and_objective_limits() -> None:
     assert set(ALGORITHMS) == set(DEFAULT_SETTINGS) == set(MIN_OBJECTIVES) == set(MAX_OBJECTIVES)
-    assert DEFAULT_SETTINGS["asha"] == {"eta": 3, "mode": "promotion", "searcher": "random"}
+    assert DEFAULT_SETTINGS["asha"] == {
+        "eta": 3,
+        "mode": "promotion",
+        "searcher": "model",
+        "randomFraction": None,
+    }
     assert DEFAULT_SETTINGS["pbt"]["populationSize"] == 8
     assert DEFAULT_SETTINGS["grid"] == {"gridPoints": 5}
 

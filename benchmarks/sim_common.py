@@ -1,0 +1,88 @@
+"""Shared pieces of the simulator benchmarks: Study documents, incumbent curves, quantiles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from kubetune.operator.sim_benchmarks import LC_INPUTS, Benchmark, LCBench
+from kubetune.operator.study_spec import Study
+from kubetune.operator.study_validation import parse_study
+
+
+def make_study(
+    name: str,
+    bench: Benchmark,
+    algorithm: dict[str, Any],
+    trials: int,
+    parallelism: int,
+    objective: tuple[str, str],
+    resource_max: int,
+) -> Study:
+    return parse_study(
+        {
+            "apiVersion": "kubetune.io/v1alpha1",
+            "kind": "Study",
+            "metadata": {"name": name},
+            "spec": {
+                "objectives": [{"metric": objective[0], "goal": objective[1]}],
+                "searchSpace": dict(bench.search_space),
+                "resource": {"metric": "epoch", "min": 1, "max": resource_max},
+                "algorithm": algorithm,
+                "budget": {
+                    "maxTrials": trials,
+                    "parallelism": parallelism,
+                    "maxPreemptions": 1000000,
+                },
+                "trialTemplate": {"spec": {"containers": [{"name": "t", "command": ["x"]}]}},
+            },
+        }
+    )
+
+
+def step_value(curve: Sequence[tuple[float, float]], x: float) -> float:
+    """Value of a step curve [(x, value) at improvements] at x (nan before the first)."""
+    out = math.nan
+    for cx, v in curve:
+        if cx > x:
+            break
+        out = v
+    return out
+
+
+def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(q25, median, q75) without interpolation, so inf ("not reached yet") stays inf."""
+    arr = np.array(list(values), dtype=float)
+    arr = np.where(np.isnan(arr), np.inf, arr)
+    if not len(arr):
+        return math.nan, math.nan, math.nan
+    q = np.percentile(arr, [25, 50, 75], method="inverted_cdf")
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def fmt(q: tuple[float, float, float]) -> str:
+    def one(v: float) -> str:
+        return "—" if math.isinf(v) else f"{v:.3g}"
+
+    return f"{one(q[1])} [{one(q[0])}, {one(q[2])}]"
+
+
+def lcbench_reference(bench: LCBench, metric: str, samples: int = 20000, seed: int = 0) -> float:
+    """Best value of `metric` at the last epoch over a large uniform sample of configurations."""
+    rng = np.random.default_rng(seed)
+    cols = [np.full(samples, float(bench.max_resource))]
+    for name in LC_INPUTS[1:]:
+        h = bench.surrogate.space[name]
+        lo, hi, u = float(h["lower"]), float(h["upper"]), rng.random(samples)
+        if h.get("log"):
+            v = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
+        else:
+            v = lo + u * (hi - lo)
+        cols.append(np.round(v) if h["type"] == "uniform_int" else v)
+    out = bench.surrogate.predict(bench.task, np.stack(cols, 1))
+    column = 1 + list(bench.metrics[1:]).index(metric)
+    values = out[:, column]
+    return float(values.min() if bench.goals[metric] == "minimize" else values.max())

@@ -1,0 +1,116 @@
+"""Controller scale in the simulator: N trials on N/10 simulated GPUs — controller events per
+second, memory, and how both grow with the number of trials.
+
+    .venv/bin/python benchmarks/sim_scale.py                   # ASHA 1k, 3k, 10k trials (~1 min)
+    .venv/bin/python benchmarks/sim_scale.py --algorithms asha,random,pbt   # all (~8 min)
+    .venv/bin/python benchmarks/sim_scale.py --storage memory  # fsspec's memory:// instead
+
+The real Controller and schedulers on the synthetic moving-lr benchmark (cheap curves: what is
+measured is the controller, the scheduler and the checkpoint store), 27 epochs, a checkpoint
+every epoch. "events" are simulated segment events (a checkpoint commit, a milestone result, a
+preemption) handed to the controller; "passes" are Controller.step() calls. Memory: peak Python
+allocations (tracemalloc, in a second run at the largest size only, so the timing is not slowed)
+and the process's peak RSS. PBT's population is trials/10 (27 epochs in 7 segments each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+from sim_common import make_study
+
+from kubetune.operator.sim_benchmarks import MovingLR
+from kubetune.operator.simulator import SimCosts, simulate
+
+
+def algorithm(name: str, trials: int) -> dict[str, Any]:
+    if name == "asha":
+        return {"name": "asha", "seed": 0, "asha": {"eta": 3}}
+    if name == "pbt":
+        return {
+            "name": "pbt",
+            "seed": 0,
+            "pbt": {"populationSize": trials, "perturbationInterval": 4},
+        }
+    return {"name": name, "seed": 0}
+
+
+def one(name: str, trials: int, workers: int, storage: str, traced: bool) -> dict[str, float]:
+    bench = MovingLR()
+    study = make_study(
+        f"scale-{name}",
+        bench,
+        algorithm(name, trials),
+        trials,
+        workers,
+        ("val_loss", "minimize"),
+        27,
+    )
+    root = "memory:///kubetune-scale" if storage == "memory" else None
+    gc.collect()
+    if traced:
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    r = simulate(
+        study,
+        bench,
+        workers=workers,
+        seed=0,
+        costs=SimCosts(checkpoint_every=1),
+        checkpoint_root=root,
+        preemption_rate=0.05,
+    )
+    wall = time.perf_counter() - t0
+    peak = 0
+    if traced:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return {
+        "wall": wall,
+        "events": r.executor.events_processed,
+        "passes": r.steps,
+        "segments": r.executor.counts["segments"],
+        "peak": peak,
+        "trials": len(r.state.trials),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--trials", default="1000,3000,10000")
+    p.add_argument("--algorithms", default="asha")
+    p.add_argument("--storage", choices=["simmem", "memory"], default="simmem")
+    p.add_argument("--no-trace", action="store_true", help="skip the tracemalloc run")
+    args = p.parse_args()
+    print(
+        "| algorithm | trials | GPUs | segments | events | passes | real s | events/s | "
+        "µs/event | peak traced MB |"
+    )
+    print("|" + "---|" * 10)
+    for name in args.algorithms.split(","):
+        for trials in (int(t) for t in args.trials.split(",")):
+            workers = max(1, trials // 10)
+            pop = trials // 10 if name == "pbt" else trials
+            m = one(name, pop, workers, args.storage, traced=False)
+            largest = trials == max(int(t) for t in args.trials.split(","))
+            traced = not args.no_trace and largest
+            peak = one(name, pop, workers, args.storage, True)["peak"] if traced else 0.0
+            print(
+                f"| {name} | {m['trials']} | {workers} | {m['segments']} | {m['events']} | "
+                f"{m['passes']} | {m['wall']:.1f} | {m['events'] / m['wall']:.0f} | "
+                f"{1e6 * m['wall'] / m['events']:.0f} | {peak / 2**20:.0f} |",
+                flush=True,
+            )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process peak RSS {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,10 +28,12 @@ from sim_common import make_study
 from kubetune.operator.sim_benchmarks import MovingLR
 from kubetune.operator.simulator import SimCosts, simulate
 
+SEARCHER = {"value": "model"}
+
 
 def algorithm(name: str, trials: int) -> dict[str, Any]:
     if name == "asha":
-        return {"name": "asha", "seed": 0, "asha": {"eta": 3}}
+        return {"name": "asha", "seed": 0, "asha": {"eta": 3, "searcher": SEARCHER["value"]}}
     if name == "pbt":
         return {
             "name": "pbt",
@@ -87,7 +89,11 @@ def main() -> int:
     p.add_argument("--algorithms", default="asha")
     p.add_argument("--storage", choices=["simmem", "memory"], default="simmem")
     p.add_argument("--no-trace", action="store_true", help="skip the tracemalloc run")
+    p.add_argument(
+        "--searcher", default="model", help="ASHA's searcher: model (the default) or random"
+    )
     args = p.parse_args()
+    SEARCHER["value"] = args.searcher
     print(
         "| algorithm | trials | GPUs | segments | events | passes | real s | events/s | "
         "µs/event | peak traced MB |"

@@ -189,7 +189,9 @@ class TestKubelet:
         container = template["spec"]["containers"][0]
         argv = [*container.get("command", []), *container.get("args", [])]
         if argv and argv[0] in ("python", "python3"):
-            argv = [sys.executable, *argv[1:]]
+            # -P: the kubelet's cwd is the repository root, whose operator/ must not shadow the
+            # standard library for `python -m ...` commands.
+            argv = [sys.executable, "-P", *argv[1:]]
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         for e in container.get("env") or []:
             if "value" in e:

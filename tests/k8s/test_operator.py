@@ -10,6 +10,8 @@ import boto3
 import pytest
 from conftest import Cluster, wait_for
 
+from kubetune.trial.checkpoint import CheckpointStore
+
 pytestmark = pytest.mark.slow
 
 SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
@@ -215,3 +217,50 @@ async def test_operator_killed_and_restarted_gives_the_same_outcome(
     names = [j["metadata"]["name"] for j in cluster.jobs("restart")]
     assert len(names) == len(set(names))
     assert len(names) == sum(len(t["spec"]["segments"]) for t in cluster.trials("restart"))
+
+
+async def test_asha_study_trains_the_real_torch_model(
+    cluster: Cluster, s3_server: tuple[str, str], prometheus: tuple[str, str]
+) -> None:
+    """The shipped PyTorch example (digits MLP) as the Jobs' container: real training, real
+    checkpoints in S3, milestones through Prometheus; a promotion resumes the rung checkpoint."""
+    cluster.start_kubelet(SECRETS)
+    cluster.start_operator()
+    study = toy_study("digits-asha", s3_server, prometheus)
+    spec = study["spec"]
+    spec["objectives"] = [{"metric": "val_loss", "goal": "minimize"}]
+    spec["resource"] = {"metric": "epoch", "min": 1, "max": 4}
+    spec["searchSpace"] = {
+        "lr": {"type": "float", "low": 0.02, "high": 0.3, "log": True},
+        "momentum": {"type": "float", "low": 0.5, "high": 0.9},
+        "hidden": {"type": "fixed", "value": 32},
+    }
+    spec["budget"] = {"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0}
+    container = spec["trialTemplate"]["spec"]["containers"][0]
+    container["command"] = ["python", "-m", "kubetune.trial.examples.digits"]
+    container["env"] = []
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    await wait_for(lambda: phase(cluster, "digits-asha") in ("Completed", "Failed"), 240, "end")
+    status = cluster.study("digits-asha")["status"]  # type: ignore[index]
+    assert status["phase"] == "Completed", status
+    assert status["trialsFailed"] == 0
+    trials = cluster.trials("digits-asha")
+    promoted = [t for t in trials if len(t["spec"]["segments"]) > 1]
+    assert promoted, "eta=2 over 4 trials promotes at least one"
+    endpoint, _ = s3_server
+    storage = spec["checkpoint"]["storage"]
+    for t in promoted:
+        tid = t["spec"]["trialId"]
+        seg = t["spec"]["segments"][1]
+        assert seg["restoreFrom"] == {"trial": tid, "resource": seg["start"]}
+        results = t["status"]["results"]
+        first, last = results[str(seg["start"])], results[str(max(map(int, results)))]
+        # Training went on from the rung's weights: a real model, learning.
+        assert float(last["val_loss"]) < float(first["val_loss"])
+        store = CheckpointStore(f"{storage}/digits-asha/{tid}", endpoint)
+        latest = store.latest()
+        assert latest is not None and latest.segment >= 1
+        assert latest.resource == max(map(int, results))
+    assert cluster.kubelet is not None
+    logs = "".join(p.read_text() for p in cluster.workdir.glob("*.log"))
+    assert "resumed from epoch" in logs

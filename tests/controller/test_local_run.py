@@ -112,11 +112,13 @@ def test_asha_study_completes_and_promotions_resume_from_rung_checkpoint(tmp_pat
     assert summary["best"]["resource"] == 9
     assert (out / "learning_curves.png").stat().st_size > 1000
 
-    # The paper's rule: from n results at a rung at most floor(n/eta) are promoted.
-    at = {r: [t for t in trials if str(r) in t["results"]] for r in (1, 3, 9)}
+    # Asynchronous ASHA promotes from the top floor(n/eta) *at the time* (tests/algorithms check
+    # that rule decision by decision); over a study that can add up to more than floor(n/eta) of
+    # the final n. Here: every rung is fed only by the one below it, and it narrows.
+    at = {r: {t["id"] for t in trials if str(r) in t["results"]} for r in (1, 3, 9)}
     assert len(at[1]) == 9
-    assert 1 <= len(at[3]) <= 9 // 3
-    assert len(at[9]) <= len(at[3]) // 3 or len(at[9]) <= 1
+    assert at[9] <= at[3] < at[1]
+    assert 1 <= len(at[9]) < len(at[3])
 
     promoted = [t for t in trials if len(t["segments"]) > 1]
     assert promoted

@@ -254,7 +254,7 @@ class Controller:
             self.executor.stop(t.handle)
 
     def _segment_ended(self, t: TrialState, status: SegmentStatus) -> None:
-        handle, t.handle = t.handle, None
+        t.handle = None
         self._dirty = True
         self._remember_checkpoint(t)
         if t.record.phase != "Running":
@@ -309,7 +309,6 @@ class Controller:
                     reason, f"exit code {status.exit_code}: {status.log_tail}", status.exit_code
                 ),
             )
-        del handle
 
     def _remember_checkpoint(self, t: TrialState) -> None:
         try:

@@ -20,7 +20,7 @@ from kubetune.operator.local_executor import LocalExecutor
 from kubetune.operator.local_store import JsonStateStore
 from kubetune.operator.progress import Progress
 from kubetune.operator.results import write_outputs
-from kubetune.operator.study_validation import StudyInvalid, load_study_file
+from kubetune.operator.study_validation import load_single_study
 
 STATE_FILE = "state.json"
 
@@ -30,16 +30,9 @@ class Interrupted(Exception):
 
 
 def run_study_command(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_study_file(args.study)
-    except StudyInvalid as exc:
-        for error in exc.errors:
-            print(f"{args.study}: {error}", file=sys.stderr)
+    item = load_single_study(args.study, "run")
+    if item is None:
         return 1
-    if len(loaded) != 1:
-        print(f"{args.study}: holds {len(loaded)} studies; run one at a time", file=sys.stderr)
-        return 1
-    item = loaded[0]
     study = item.study
     output = Path(args.output or Path("runs") / study.name).resolve()
     doc = _document(args.study)

@@ -16,7 +16,7 @@ from pathlib import Path
 from kubetune.operator.results import write_outputs
 from kubetune.operator.sim_benchmarks import NAMES, make_benchmark
 from kubetune.operator.simulator import SimCosts, check_study, read_trace, simulate
-from kubetune.operator.study_validation import StudyInvalid, load_study_file
+from kubetune.operator.study_validation import load_single_study
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,16 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_study_file(args.study)
-    except StudyInvalid as exc:
-        for error in exc.errors:
-            print(f"{args.study}: {error}", file=sys.stderr)
+    item = load_single_study(args.study, "simulate")
+    if item is None:
         return 1
-    if len(loaded) != 1:
-        print(f"{args.study}: holds {len(loaded)} studies; simulate one at a time", file=sys.stderr)
-        return 1
-    study = loaded[0].study
+    study = item.study
     spec = study.spec
     if args.seed is not None:
         spec.algorithm.seed = args.seed

@@ -8,6 +8,7 @@ either wholly valid or rejected with all of its problems, so nothing is ever hal
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,21 @@ def load_study_file(path: str | Path) -> list[LoadedStudy]:
     if all_errors:
         raise StudyInvalid(all_errors, source)
     return loaded
+
+
+def load_single_study(path: str, verb: str = "run") -> LoadedStudy | None:
+    """The one Study of a file for a command that takes one (run, simulate); on any problem,
+    every error is printed as `file: path: reason` on stderr and None is returned."""
+    try:
+        loaded = load_study_file(path)
+    except StudyInvalid as exc:
+        for error in exc.errors:
+            print(f"{path}: {error}", file=sys.stderr)
+        return None
+    if len(loaded) != 1:
+        print(f"{path}: holds {len(loaded)} studies; {verb} one at a time", file=sys.stderr)
+        return None
+    return loaded[0]
 
 
 def check_spec(spec: StudySpec) -> list[SpecError]:

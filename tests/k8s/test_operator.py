@@ -3,68 +3,16 @@ Jobs as local processes, a real Prometheus + Pushgateway, and the S3 server."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import boto3
 import pytest
 from conftest import Cluster, wait_for
+from kt_studies import SECRETS, phase, toy_study
 
 from kubetune.trial.checkpoint import CheckpointStore
 
 pytestmark = pytest.mark.slow
-
-SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
-
-
-def toy_study(
-    name: str, s3: tuple[str, str], prom: tuple[str, str] | None, **budget: Any
-) -> dict[str, Any]:
-    endpoint, bucket = s3
-    metrics: dict[str, Any] = {}
-    if prom is not None:
-        metrics = {"source": "prometheus", "prometheusUrl": prom[0], "pushgatewayUrl": prom[1]}
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "objectives": [{"metric": "loss", "goal": "minimize"}],
-            "searchSpace": {
-                "x": {"type": "float", "low": 0.0, "high": 1.0},
-                "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
-            },
-            "resource": {"metric": "step", "min": 1, "max": 4},
-            "algorithm": {"name": "asha", "seed": 11, "asha": {"eta": 2, "mode": "promotion"}},
-            "budget": {"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 0, **budget},
-            "checkpoint": {
-                "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
-                "endpointUrl": endpoint,
-                "secretName": "s3-creds",
-                "deleteOnCompletion": True,
-            },
-            "metrics": metrics,
-            "trialTemplate": {
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [
-                        {
-                            "name": "trial",
-                            "image": "ghcr.io/kubetune/trial-torch:0.1.0",
-                            "command": ["python", "tests/fixtures/toy_trial.py"],
-                            "env": [{"name": "TOY_SLEEP", "value": "0.05"}],
-                            "resources": {"limits": {"nvidia.com/gpu": 1}},
-                        }
-                    ],
-                }
-            },
-        },
-    }
-
-
-def phase(cluster: Cluster, name: str) -> str:
-    study = cluster.study(name) or {}
-    return str((study.get("status") or {}).get("phase") or "")
 
 
 def summary(cluster: Cluster, name: str) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import Cluster, wait_for
+from kt_studies import SECRETS, phase, toy_study
 
 from kubetune.operator.k8s_executor import condition
 from kubetune.operator.k8s_jobs import job_name, trial_name
@@ -29,51 +29,22 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
 STEPS = 20  # resource max: one segment of STEPS steps per trial (random search never stops one)
 RESTORED = re.compile(r"restored (\S+) \(step (\d+)\)")
 
 
 def budget_study(name: str, s3: tuple[str, str], **budget: Any) -> dict[str, Any]:
-    endpoint, bucket = s3
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "objectives": [{"metric": "loss", "goal": "minimize"}],
-            "searchSpace": {
-                "x": {"type": "float", "low": 0.0, "high": 1.0},
-                "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
-            },
-            "resource": {"metric": "step", "min": 1, "max": STEPS},
-            "algorithm": {"name": "random", "seed": 5},
-            "budget": {"maxFailedTrials": 0, **budget},
-            "checkpoint": {
-                "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
-                "endpointUrl": endpoint,
-                "secretName": "s3-creds",
-            },
-            "trialTemplate": {
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [
-                        {
-                            "name": "trial",
-                            "image": "ghcr.io/kubetune/trial-torch:0.1.0",
-                            "command": ["python", "tests/fixtures/toy_trial.py"],
-                            "env": [{"name": "TOY_SLEEP", "value": "0.1"}],
-                        }
-                    ],
-                }
-            },
-        },
-    }
-
-
-def phase(cluster: Cluster, name: str) -> str:
-    study = cluster.study(name) or {}
-    return str((study.get("status") or {}).get("phase") or "")
+    study = toy_study(name, s3, None)
+    spec = study["spec"]
+    spec["resource"]["max"] = STEPS
+    spec["algorithm"] = {"name": "random", "seed": 5}
+    spec["budget"] = {"maxFailedTrials": 0, **budget}
+    del spec["checkpoint"]["deleteOnCompletion"]
+    del spec["metrics"]
+    container = spec["trialTemplate"]["spec"]["containers"][0]
+    container["env"] = [{"name": "TOY_SLEEP", "value": "0.1"}]
+    del container["resources"]
+    return study
 
 
 def alive(kubelet: TestKubelet) -> list[Any]:

@@ -7,76 +7,37 @@ and from the object storage the pods wrote to.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 from conftest import Cluster, wait_for
+from kt_studies import SECRETS, phase, toy_study
 
 from kubetune.operator.k8s_jobs import trial_name
 from kubetune.trial.checkpoint import CheckpointStore
 
 pytestmark = pytest.mark.slow
 
-SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
-
 
 def pbt_study(
     name: str, algorithm: str, s3: tuple[str, str], prom: tuple[str, str] | None
 ) -> dict[str, Any]:
-    endpoint, bucket = s3
-    objectives = [{"metric": "loss", "goal": "minimize"}]
+    study = toy_study(name, s3, prom)
+    spec = study["spec"]
     if algorithm == "mopbt":
-        objectives.append({"metric": "size", "goal": "minimize"})
-    metrics: dict[str, Any] = {}
-    if prom is not None:
-        metrics = {"source": "prometheus", "prometheusUrl": prom[0], "pushgatewayUrl": prom[1]}
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "objectives": objectives,
-            "searchSpace": {
-                "x": {"type": "float", "low": 0.0, "high": 1.0},
-                "lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
-            },
-            "resource": {"metric": "step", "min": 1, "max": 8},
-            "algorithm": {
-                "name": algorithm,
-                "seed": 2,
-                algorithm: {"populationSize": 4, "perturbationInterval": 2, "quantile": 0.25},
-            },
-            "budget": {"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0},
-            "checkpoint": {
-                "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
-                "endpointUrl": endpoint,
-                "secretName": "s3-creds",
-                # every checkpoint a donor ever gave stays, so the test can compare the bytes
-                "keep": 50,
-            },
-            "metrics": metrics,
-            "trialTemplate": {
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [
-                        {
-                            "name": "trial",
-                            "image": "ghcr.io/kubetune/trial-torch:0.1.0",
-                            "command": ["python", "tests/fixtures/toy_trial.py"],
-                            "env": [{"name": "TOY_SLEEP", "value": "0.02"}],
-                            "resources": {"limits": {"nvidia.com/gpu": 1}},
-                        }
-                    ],
-                }
-            },
-        },
+        spec["objectives"].append({"metric": "size", "goal": "minimize"})
+    spec["resource"]["max"] = 8
+    spec["algorithm"] = {
+        "name": algorithm,
+        "seed": 2,
+        algorithm: {"populationSize": 4, "perturbationInterval": 2, "quantile": 0.25},
     }
-
-
-def phase(cluster: Cluster, name: str) -> str:
-    study = cluster.study(name) or {}
-    return str((study.get("status") or {}).get("phase") or "")
+    spec["budget"] = {"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0}
+    del spec["checkpoint"]["deleteOnCompletion"]
+    # every checkpoint a donor ever gave stays, so the test can compare the bytes
+    spec["checkpoint"]["keep"] = 50
+    spec["trialTemplate"]["spec"]["containers"][0]["env"] = [{"name": "TOY_SLEEP", "value": "0.02"}]
+    return study
 
 
 def dominates(a: dict[str, float], b: dict[str, float], metrics: list[str]) -> bool:

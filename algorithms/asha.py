@@ -64,7 +64,7 @@ from kubetune.algorithms.base import (
     trial_id_for,
 )
 from kubetune.algorithms.model_searcher import DEFAULT_RANDOM_FRACTION, History, ModelSearcher
-from kubetune.algorithms.multiobjective import rank_order
+from kubetune.algorithms.multiobjective import RankedPoints
 from kubetune.algorithms.searchers import Searcher, make_searcher
 
 # `searcher` choices of the ASHA family; `model` is the default (algorithms/model_searcher.py).
@@ -155,16 +155,15 @@ class SortedRung:
 class ParetoRung:
     """One rung's results for several objectives, ordered by `rank_order` (fronts, ε-net).
 
-    The order is recomputed lazily: only when the rung changed since it was last needed, and only
-    as far as asked (the ε-net order of fronts beyond the top k is never needed).
+    The order is `multiobjective.RankedPoints`: the Pareto fronts are updated per result, and a
+    front's ε-net order is computed only when a question needs it and cached until that front
+    (or the normalisation) changes, so a result costs about the points it pushes down a front,
+    not a sort of the whole rung. Every answer equals `rank_order` over the whole rung.
     """
 
     def __init__(self) -> None:
         self._value: dict[int, np.ndarray] = {}
-        self._eligible: set[int] = set()
-        self._order: list[int] | None = None
-        self._valid = 0  # how long a prefix of _order is exact
-        self._pos: dict[int, int] = {}
+        self._ranked = RankedPoints()
 
     def __len__(self) -> int:
         return len(self._value)
@@ -178,44 +177,25 @@ class ParetoRung:
 
     def set(self, index: int, value: Any) -> None:
         self._value[index] = np.asarray(value, dtype=float)
-        self._order = None
+        self._ranked.add(index, self._value[index])
 
     def set_eligible(self, index: int, flag: bool) -> None:
-        if flag:
-            self._eligible.add(index)
-        else:
-            self._eligible.discard(index)
+        self._ranked.mark(index, flag)
 
     def order(self, limit: int | None = None) -> list[int]:
         """Trial indices best first; exact for the first `limit` entries (all if None)."""
-        want = len(self._value) if limit is None else min(limit, len(self._value))
-        if self._order is None or self._valid < want:
-            indices = sorted(self._value)
-            if indices:
-                matrix = np.vstack([self._value[i] for i in indices])
-                self._order = [indices[p] for p in rank_order(matrix, limit=want)]
-            else:
-                self._order = []
-            self._valid = want
-            self._pos = {i: p for p, i in enumerate(self._order)}
-        return self._order
+        return self._ranked.order(limit)
 
     def rank(self, index: int) -> int:
-        """Position in the order; exact when it is within the top len//eta asked before."""
-        self.order()
-        return self._pos[index]
+        """0-based position of the trial in the rung's order (best first)."""
+        return self._ranked.position(index)
 
     def in_top(self, index: int, k: int) -> bool:
-        self.order(k)
-        return self._pos[index] < k
+        return self._ranked.in_top(index, k)
 
     def first_promotable(self, k: int) -> int | None:
-        if not self._eligible:
-            return None
-        for index in self.order(k)[:k]:
-            if index in self._eligible:
-                return index
-        return None
+        """The first eligible trial among the top k of the order, else None."""
+        return self._ranked.first_marked(k)
 
 
 @dataclass
@@ -294,6 +274,12 @@ class ASHAScheduler(Scheduler):
         self.brackets = self._make_brackets()
         self._trials: dict[str, _Trial] = {}
         self._next_index = 0
+        # The model searcher's inputs, kept up to date as results arrive so that a proposal does
+        # not rebuild them from the whole history: rung values pooled by level (Hyperband's
+        # brackets share levels), the trials in flight, and every trial's configuration.
+        self._by_level: dict[int, dict[int, Any]] = {}
+        self._active: set[int] = set()
+        self._params: dict[int, Mapping[str, Any]] = {}
 
     # -- hooks for Hyperband / MO-ASHA -------------------------------------------------------
     def _make_brackets(self) -> list[Bracket]:
@@ -318,6 +304,7 @@ class ASHAScheduler(Scheduler):
             bracket = self.brackets[rec.bracket]
             t = _Trial(rec.index, rec.trial_id, dict(rec.params), rec.bracket)
             t.state = _PHASE_STATE[rec.phase]
+            self._params[t.index] = t.params
             segs = decision_segments(rec.segments) or rec.segments
             if segs:
                 t.target = max(bracket.rung_of(segs[-1].stop_at), 0)
@@ -352,6 +339,8 @@ class ASHAScheduler(Scheduler):
         target = 0 if self.mode == "promotion" else len(bracket.levels) - 1
         t = _Trial(index, trial_id_for(index), dict(params), b, target=target)
         self._trials[t.trial_id] = t
+        self._params[index] = t.params
+        self._refresh(t)
         self._next_index = index + 1
         return NewTrial(index=index, params=dict(params), stop_at=bracket.levels[target], bracket=b)
 
@@ -401,16 +390,11 @@ class ASHAScheduler(Scheduler):
         """Everything the model searcher may use: rung values pooled by level, trials in flight.
 
         A function of the persisted records alone (rung values and trial states are rebuilt
-        exactly by `restore`), so proposals after a restart are the same.
+        exactly by `restore`), so proposals after a restart are the same. The mappings are the
+        scheduler's own, kept current by `_record` and `_refresh`, so this costs O(1) whatever
+        the history's length; the searcher reads them during `propose` and keeps nothing.
         """
-        levels: dict[int, dict[int, Any]] = {}
-        for bracket in self.brackets:
-            for level, rung in zip(bracket.levels, bracket.rungs, strict=True):
-                if len(rung):
-                    levels.setdefault(level, {}).update(rung.values())
-        pending = [t.index for t in self._trials.values() if t.state == ACTIVE]
-        params = {t.index: t.params for t in self._trials.values()}
-        return History(levels=levels, pending=pending, params=params)
+        return History(levels=self._by_level, pending=self._active, params=self._params)
 
     def _trial(self, trial_id: str) -> _Trial:
         try:
@@ -430,6 +414,7 @@ class ASHAScheduler(Scheduler):
             if i not in t.source or t.source[i] > resource:
                 t.source[i] = resource
                 bracket.rungs[i].set(t.index, value)
+                self._by_level.setdefault(level, {})[t.index] = bracket.rungs[i].values()[t.index]
                 newly.add(i)
         return newly
 
@@ -437,7 +422,12 @@ class ASHAScheduler(Scheduler):
         return max(t.source) if t.source else -1
 
     def _refresh(self, t: _Trial) -> None:
-        """Keep the rung's promotable set in line with the trial's state."""
+        """Keep the rung's promotable set and the set of trials in flight in line with the
+        trial's state."""
+        if t.state == ACTIVE:
+            self._active.add(t.index)
+        else:
+            self._active.discard(t.index)
         bracket = self.brackets[t.bracket]
         reached = self._reached(t)
         where: int | None = None

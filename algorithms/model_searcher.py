@@ -10,9 +10,9 @@ The model
 - Observations: every trial's value at every rung level it reached, pooled across Hyperband
   brackets by level. The level modelled is the highest with at least `min_points` values
   (dim + 2, at least 4); below that, proposals are random.
-- Good set: the best ceil(gamma·n) (gamma = 0.15, at least 1) by loss (ties: lower trial index);
-  with several objectives, the first ceil(gamma·n) of `multiobjective.rank_order` (Pareto fronts,
-  ε-net order inside a front) — the "good set from non-dominated sorting" MO variant.
+- Good set: the best ceil(gamma·n) (gamma = 0.15, at least 1) by loss (ties: lower trial
+  index); with several objectives, the first ceil(gamma·n) of `multiobjective.rank_order` (Pareto
+  fronts, ε-net order inside a front) — the "good set from non-dominated sorting" MO variant.
   Bad set: the rest, plus the *pending* trials (in flight, no value at that level yet): a pending
   configuration counts as bad ("constant liar", as Optuna's TPE does for running trials), so
   asynchronous workers are pushed away from what is already being evaluated.
@@ -35,14 +35,17 @@ and the observation sets are assembled in trial-index order, so a proposal is a 
 (seed, index, the history given). Different indices draw different candidates, and pending
 configurations weigh against themselves, so simultaneous suggestions differ.
 
-Cost: O((n_good + n_bad) · candidates · d) for one proposal; with 2,000 observations, 64
-candidates and 7 dimensions a few milliseconds (benchmarks/model_searcher_speed.py).
+Cost: O((n_good + n_bad) · candidates · d) for one proposal, with each of the two densities capped
+at `max_kernels` (256) kernels: a larger set is represented by an evenly spaced subsample along
+its rank order (a stratified sample: every part of the ranking keeps its share), each kernel
+weighted total/kept, so the density is the same in expectation and a proposal costs the same at
+2,000 or 20,000 observations (benchmarks/model_searcher_speed.py, benchmarks/sim_scale.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +72,7 @@ class History:
     """
 
     levels: Mapping[int, Mapping[int, Any]]
-    pending: Sequence[int]
+    pending: Collection[int]
     params: Mapping[int, Mapping[str, Any]]
 
 
@@ -78,6 +81,8 @@ class _Density:
     """A product-kernel Parzen estimator plus one uniform prior component."""
 
     centers: np.ndarray  # (n, dc) unit-cube coordinates of the continuous dimensions
+    log_weight: np.ndarray  # (n,) log of each kernel's weight (1 unless subsampled)
+    total: float  # sum of the kernels' weights
     bandwidth: np.ndarray  # (dc,)
     log_mass: np.ndarray  # (n, dc) log of each truncated kernel's mass inside [0, 1]
     cats: np.ndarray  # (n, dk) category indices
@@ -101,6 +106,7 @@ class ModelSearcher(Searcher):
         candidates: int = 64,
         bandwidth_factor: float = 3.0,
         min_bandwidth: float = 0.01,
+        max_kernels: int = 256,
     ) -> None:
         super().__init__(space, seed)
         if not 0.0 <= random_fraction <= 1.0:
@@ -109,6 +115,7 @@ class ModelSearcher(Searcher):
         self.gamma = float(gamma)
         self.candidates = int(candidates)
         self.bandwidth_factor = float(bandwidth_factor)
+        self.max_kernels = int(max_kernels)
         self.random = RandomSearcher(space, seed)
         free = space.free
         self._cont_params = [p for p in free if not isinstance(p, Categorical)]
@@ -144,12 +151,11 @@ class ModelSearcher(Searcher):
         if chosen is None:
             return self.random.config(index)
         values = history.levels[chosen]
-        indices = np.array(sorted(values), dtype=int)
+        indices = np.sort(np.fromiter(values.keys(), dtype=int, count=len(values)))
         good, bad = self._split(indices, [values[i] for i in indices.tolist()])
-        observed = set(indices.tolist())
-        pending = np.array(sorted(i for i in set(history.pending) if i not in observed), dtype=int)
+        pending = np.array(sorted(i for i in history.pending if i not in values), dtype=int)
         bad = np.concatenate([bad, pending])
-        self._encode_all(np.concatenate([indices, pending]), history.params)
+        self._encode_all(np.concatenate([good, bad]), history.params)
         lower = self._fit(good)
         upper = self._fit(bad)
         cont, cat = self._sample(lower, rng)
@@ -174,7 +180,8 @@ class ModelSearcher(Searcher):
             losses = np.array(values, dtype=float)
             losses = np.where(np.isnan(losses), np.inf, losses)
             order = np.lexsort((indices, losses))
-        return np.sort(indices[order[:n_good]]), np.sort(indices[order[n_good:]])
+        # Best first: `_fit` subsamples evenly along this order (a stratified sample by rank).
+        return indices[order[:n_good]], indices[order[n_good:]]
 
     def _encode_all(self, indices: np.ndarray, params: Mapping[int, Mapping[str, Any]]) -> None:
         if len(indices) == 0:
@@ -193,23 +200,30 @@ class ModelSearcher(Searcher):
             self._known[i] = True
 
     def _fit(self, indices: np.ndarray) -> _Density:
+        total = float(len(indices))
+        if len(indices) > self.max_kernels:
+            # An evenly spaced subsample (the order given is by rank or by group), each kernel
+            # standing for total/max_kernels points: the same density in expectation, at a cost
+            # that no longer grows with the history.
+            keep = np.linspace(0, len(indices) - 1, self.max_kernels).round().astype(int)
+            indices = indices[keep]
         centers = self._cont[indices]
         cats = self._cat[indices]
         n, d = len(indices), self.space.dim
+        log_weight = np.full(n, math.log(total / n) if n else 0.0)
         shrink = 1.06 * max(n, 1) ** (-1.0 / (d + 4))
         std = centers.std(axis=0) if n > 1 else np.zeros(centers.shape[1])
         bandwidth = np.clip(shrink * std, self._min_bw, 1.0)
         log_mass = _log_mass(centers, bandwidth)
         # As Optuna's TPE: each kernel is its category plus a 1/(n + 1) share of the uniform prior.
         smoothing = (self._n_cats - 1) / (n + 1 + self._n_cats)
-        return _Density(centers, bandwidth, log_mass, cats, smoothing)
+        return _Density(centers, log_weight, total, bandwidth, log_mass, cats, smoothing)
 
     def _sample(self, density: _Density, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`candidates` draws from the density with widened kernels (the prior is one component)."""
         c = self.candidates
-        which = rng.integers(0, density.size + 1, size=c)
-        from_prior = which == density.size
-        centre = np.minimum(which, max(density.size - 1, 0))
+        from_prior = rng.random(c) * (density.total + 1.0) < 1.0
+        centre = rng.integers(0, max(density.size, 1), size=c)
         dc, dk = density.centers.shape[1], density.cats.shape[1]
         # Continuous: a truncated normal around the centre, by inverting the CDF.
         u = rng.random((c, dc))
@@ -251,8 +265,9 @@ class ModelSearcher(Searcher):
             stay = np.log1p(-density.smoothing)
             move = np.log(np.maximum(density.smoothing / np.maximum(self._n_cats - 1, 1), 1e-300))
             log_k = log_k + np.where(same, stay, move).sum(axis=2)
+        log_k = log_k + density.log_weight[None, :]
         stacked = np.concatenate([log_k, np.full((len(cont), 1), prior)], axis=1)
-        return logsumexp(stacked, axis=1) - math.log(density.size + 1)
+        return logsumexp(stacked, axis=1) - math.log(density.total + 1)
 
     def _decode(self, cont: np.ndarray, cat: np.ndarray) -> dict[str, Any]:
         c_iter = iter(cont.tolist())

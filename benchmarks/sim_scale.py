@@ -4,6 +4,8 @@ second, memory, and how both grow with the number of trials.
     .venv/bin/python benchmarks/sim_scale.py                   # ASHA 1k, 3k, 10k trials (~1 min)
     .venv/bin/python benchmarks/sim_scale.py --algorithms asha,random,pbt   # all (~8 min)
     .venv/bin/python benchmarks/sim_scale.py --storage memory  # fsspec's memory:// instead
+    .venv/bin/python benchmarks/sim_scale.py --algorithms moasha --searcher random
+    .venv/bin/python benchmarks/sim_scale.py --algorithms moasha --mode stopping --gpus 300
 
 The real Controller and schedulers on the synthetic moving-lr benchmark (cheap curves: what is
 measured is the controller, the scheduler and the checkpoint store), 27 epochs, a checkpoint
@@ -11,6 +13,11 @@ every epoch. "events" are simulated segment events (a checkpoint commit, a miles
 preemption) handed to the controller; "passes" are Controller.step() calls. Memory: peak Python
 allocations (tracemalloc, in a second run at the largest size only, so the timing is not slowed)
 and the process's peak RSS. PBT's population is trials/10 (27 epochs in 7 segments each).
+
+`moasha` runs a two-objective variant of the same benchmark (`MovingLRWidth` below: a second
+hyperparameter `width` and a second objective `cost`), since MO-ASHA needs two objectives; the
+scale of what it measures is the same (27 epochs, trials/10 GPUs, eta 3, `--searcher`).
+`--mode` and `--gpus` override ASHA's and MO-ASHA's mode and the number of simulated GPUs.
 """
 
 from __future__ import annotations
@@ -21,19 +28,63 @@ import resource
 import sys
 import time
 import tracemalloc
+from collections.abc import Mapping
 from typing import Any
 
-from sim_common import make_study
+from sim_common import make_mo_study, make_study
 
-from kubetune.operator.sim_benchmarks import MovingLR
+from kubetune.operator.sim_benchmarks import MovingLR, State
 from kubetune.operator.simulator import SimCosts, simulate
 
 SEARCHER = {"value": "model"}
+MODE: dict[str, str] = {}  # {"mode": ...} when --mode is given, else the algorithm's default
+MULTI_OBJECTIVE = ("moasha",)
+
+
+class MovingLRWidth(MovingLR):
+    """`moving-lr` with a second hyperparameter `width` in [0, 1] and a second objective `cost`.
+
+    A wider model reaches a lower loss (the reported loss is the moving-lr loss times 1.5 - width)
+    but costs more per epoch (cost = epoch x (0.5 + width)): the two objectives conflict, so a
+    rung holds a cloud of points with many fronts rather than one curve.
+    """
+
+    name = "moving-lr-width"
+    metrics: tuple[str, ...] = ("val_loss", "cost")
+
+    def __init__(self, seconds_per_epoch: float = 60.0) -> None:
+        super().__init__(seconds_per_epoch)
+        self.goals = {"val_loss": "minimize", "cost": "minimize"}
+        self.search_space = {
+            **self.search_space,
+            "width": {"type": "float", "low": 0.0, "high": 1.0},
+        }
+
+    def check(self, params: list[str], resource_max: int) -> list[str]:
+        missing = [p for p in ("lr", "width") if p not in params]
+        return [f"moving-lr-width needs searchSpace parameter(s) {', '.join(missing)}"] * bool(
+            missing
+        )
+
+    def advance(
+        self, state: State, params: Mapping[str, Any], epoch: int
+    ) -> tuple[State, dict[str, float], float]:
+        state, metrics, seconds = super().advance(state, params, epoch)
+        width = float(params["width"])
+        return (
+            state,
+            {"val_loss": metrics["val_loss"] * (1.5 - width), "cost": epoch * (0.5 + width)},
+            seconds,
+        )
 
 
 def algorithm(name: str, trials: int) -> dict[str, Any]:
-    if name == "asha":
-        return {"name": "asha", "seed": 0, "asha": {"eta": 3, "searcher": SEARCHER["value"]}}
+    if name in ("asha", "moasha"):
+        return {
+            "name": name,
+            "seed": 0,
+            name: {"eta": 3, "searcher": SEARCHER["value"], **MODE},
+        }
     if name == "pbt":
         return {
             "name": "pbt",
@@ -44,16 +95,28 @@ def algorithm(name: str, trials: int) -> dict[str, Any]:
 
 
 def one(name: str, trials: int, workers: int, storage: str, traced: bool) -> dict[str, float]:
-    bench = MovingLR()
-    study = make_study(
-        f"scale-{name}",
-        bench,
-        algorithm(name, trials),
-        trials,
-        workers,
-        ("val_loss", "minimize"),
-        27,
-    )
+    if name in MULTI_OBJECTIVE:
+        bench: MovingLR = MovingLRWidth()
+        study = make_mo_study(
+            f"scale-{name}",
+            bench,
+            algorithm(name, trials),
+            trials,
+            workers,
+            (("val_loss", "minimize"), ("cost", "minimize")),
+            27,
+        )
+    else:
+        bench = MovingLR()
+        study = make_study(
+            f"scale-{name}",
+            bench,
+            algorithm(name, trials),
+            trials,
+            workers,
+            ("val_loss", "minimize"),
+            27,
+        )
     root = "memory:///kubetune-scale" if storage == "memory" else None
     gc.collect()
     if traced:
@@ -89,11 +152,17 @@ def main() -> int:
     p.add_argument("--algorithms", default="asha")
     p.add_argument("--storage", choices=["simmem", "memory"], default="simmem")
     p.add_argument("--no-trace", action="store_true", help="skip the tracemalloc run")
+    p.add_argument("--gpus", type=int, default=0, help="simulated GPUs (default: trials/10)")
     p.add_argument(
-        "--searcher", default="model", help="ASHA's searcher: model (the default) or random"
+        "--searcher",
+        default="model",
+        help="the searcher of ASHA and MO-ASHA: model (the default) or random",
     )
+    p.add_argument("--mode", choices=["promotion", "stopping"], help="ASHA's and MO-ASHA's mode")
     args = p.parse_args()
     SEARCHER["value"] = args.searcher
+    if args.mode:
+        MODE["mode"] = args.mode
     print(
         "| algorithm | trials | GPUs | segments | events | passes | real s | events/s | "
         "µs/event | peak traced MB |"
@@ -101,7 +170,7 @@ def main() -> int:
     print("|" + "---|" * 10)
     for name in args.algorithms.split(","):
         for trials in (int(t) for t in args.trials.split(",")):
-            workers = max(1, trials // 10)
+            workers = args.gpus or max(1, trials // 10)
             pop = trials // 10 if name == "pbt" else trials
             m = one(name, pop, workers, args.storage, traced=False)
             largest = trials == max(int(t) for t in args.trials.split(","))

@@ -282,3 +282,32 @@ def test_only_fixed_parameters() -> None:
     space = SearchSpace((Fixed("a", 1),))
     history = History({1: {i: float(i) for i in range(10)}}, [], {i: {"a": 1} for i in range(10)})
     assert ModelSearcher(space, 0, random_fraction=0.0).propose(10, history) == {"a": 1}
+
+
+def test_a_capped_model_still_concentrates_on_the_good_region() -> None:
+    """With more observations than `max_kernels`, each density keeps a rank-stratified subsample
+    (every kernel standing for total/kept points): proposals from 1,200 results with a cap of 40
+    kernels must land where the good results are, about as well as the uncapped model's."""
+    history = _history(1200, seed=11)
+    capped = ModelSearcher(SPACE, 11, random_fraction=0.0, max_kernels=40)
+    full = ModelSearcher(SPACE, 11, random_fraction=0.0, max_kernels=10_000)
+    rand = RandomSearcher(SPACE, 11)
+    capped_loss = statistics.median(toy_loss(capped.propose(i, history)) for i in range(1200, 1300))
+    full_loss = statistics.median(toy_loss(full.propose(i, history)) for i in range(1200, 1300))
+    random_loss = statistics.median(toy_loss(rand.config(i)) for i in range(1200, 1300))
+    assert capped_loss < 0.7 * random_loss, (capped_loss, random_loss)
+    assert capped_loss < 1.3 * full_loss, (capped_loss, full_loss)
+
+
+def test_a_capped_density_keeps_the_whole_sets_weight() -> None:
+    searcher = ModelSearcher(SPACE, 0, random_fraction=0.0, max_kernels=16)
+    history = _history(100)
+    indices = np.arange(100)
+    searcher._encode_all(indices, history.params)
+    density = searcher._fit(indices)
+    assert density.size == 16 and density.total == 100.0
+    assert math.isclose(float(np.exp(density.log_weight).sum()), 100.0)
+    # The subsample spans the order given: the first and the last index are kept.
+    assert np.array_equal(density.centers[[0, -1]], searcher._cont[[0, 99]])
+    small = searcher._fit(indices[:10])  # under the cap: every point, weight 1
+    assert small.size == 10 and np.allclose(small.log_weight, 0.0)

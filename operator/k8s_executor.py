@@ -134,7 +134,10 @@ class K8sExecutor:
             (h for h in self._running() if not h.get("stopping")), key=lambda h: h["trial"]
         )
         launched = [h for h in running if h["state"] == "launched"]
-        surplus = len(running) - self.limit
+        # Only launched Jobs can still be paused: a pausing one is already on its way out. It
+        # holds its slot until its pod is gone (so `free` below counts it), but counting it as
+        # surplus again on the next pass would pause the trials meant to keep running.
+        surplus = len(launched) - self.limit
         for h in reversed(launched):
             if surplus <= 0:
                 break

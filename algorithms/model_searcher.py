@@ -10,7 +10,7 @@ The model
 - Observations: every trial's value at every rung level it reached, pooled across Hyperband
   brackets by level. The level modelled is the highest with at least `min_points` values
   (dim + 2, at least 4); below that, proposals are random.
-- Good set: the best ceil(gamma·n) (gamma = 0.15, at least 1) by loss (ties: lower trial
+- Good set: the best ceil(gamma·n) (gamma = 1/3, at least 1) by loss (ties: lower trial
   index); with several objectives, the first ceil(gamma·n) of `multiobjective.rank_order` (Pareto
   fronts, ε-net order inside a front) — the "good set from non-dominated sorting" MO variant.
   Bad set: the rest, plus the *pending* trials (in flight, no value at that level yet): a pending
@@ -22,12 +22,15 @@ The model
   log-uniform in the encoding; an int's bandwidth is at least half its bin, and decoding rounds),
   an Aitchison-Aitken kernel for categoricals (native category index, no false order).
   Bandwidths: Scott's rule per dimension, 1.06·std·n^(-1/(d+4)), floored.
-- Proposal: `candidates` points drawn from l with bandwidths widened by `bandwidth_factor` (3, as
-  BOHB), scored by log l - log g, the argmax wins (ties: the first drawn).
+- Proposal: `candidates` (24, as Optuna's TPE) points drawn from l with bandwidths widened by
+  `bandwidth_factor` (3, as BOHB), scored by log l - log g, the argmax wins (ties: the first
+  drawn). gamma = 1/3 and 24 candidates (BOHB: 0.15 and 64) make the model less greedy: under
+  ASHA the modelled rung is a low, noisy fidelity for most of a study, and on the lcbench
+  surrogate the greedier setting did no better than random sampling (docs/algorithms-model.md).
 - Exploration: with probability `random_fraction` (the study's `randomFraction`, default 0.1;
   BOHB uses 1/3, but ASHA already explores through its many cheap first-rung trials and the prior
-  component explores inside the model; 0.1 did better on lcbench, docs/algorithms-model.md), and
-  whenever no level has enough data, trial `index` gets exactly the configuration the random
+  component explores inside the model; 0.2 did no better on lcbench, docs/algorithms-model.md),
+  and whenever no level has enough data, trial `index` gets exactly the configuration the random
   searcher would give it.
 
 Determinism: every random draw for trial `index` comes from `rng_for(seed, SALT_MODEL, index)`,
@@ -38,7 +41,7 @@ configurations weigh against themselves, so simultaneous suggestions differ.
 Cost: O((n_good + n_bad) · candidates · d) for one proposal, with each of the two densities capped
 at `max_kernels` (256) kernels: a larger set is represented by an evenly spaced subsample along
 its rank order (a stratified sample: every part of the ranking keeps its share), each kernel
-weighted total/kept, so the density is the same in expectation and a proposal costs the same at
+weighted total/kept, so the density keeps its shape and mass and a proposal costs the same at
 2,000 or 20,000 observations (benchmarks/model_searcher_speed.py, benchmarks/sim_scale.py).
 """
 
@@ -102,8 +105,8 @@ class ModelSearcher(Searcher):
         seed: int = 0,
         *,
         random_fraction: float = DEFAULT_RANDOM_FRACTION,
-        gamma: float = 0.15,
-        candidates: int = 64,
+        gamma: float = 1.0 / 3.0,
+        candidates: int = 24,
         bandwidth_factor: float = 3.0,
         min_bandwidth: float = 0.01,
         max_kernels: int = 256,
@@ -134,6 +137,8 @@ class ModelSearcher(Searcher):
         self._cont = np.zeros((0, len(self._cont_params)))
         self._cat = np.zeros((0, len(self._cat_params)), dtype=int)
         self._known = np.zeros(0, dtype=bool)
+        # (n_good, indices, values, good, bad) of the last split: see `_split`.
+        self._last_split: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- Searcher API --------------------------------------------------------------------------
     def config(self, index: int) -> dict[str, Any]:
@@ -171,17 +176,37 @@ class ModelSearcher(Searcher):
         return None
 
     def _split(self, indices: np.ndarray, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(good, bad) trial indices, each best first; `_fit` subsamples evenly along that order.
+
+        The split of the last call is kept: between two proposals the modelled level often has
+        not changed (many workers free at once, results arriving at other levels), and with
+        several objectives the split costs a non-dominated sort plus ε-net orders of the whole
+        level, which would otherwise grow with the history at every proposal. The cache is
+        checked by exact equality of the level's (indices, values), so it never changes a result.
+        """
         n = len(indices)
         n_good = min(max(1, math.ceil(self.gamma * n)), n - 1)
-        if values and np.ndim(values[0]) > 0:
-            matrix = np.vstack([np.asarray(v, dtype=float) for v in values])
-            order = np.array(rank_order(matrix, limit=n_good), dtype=int)
+        several = bool(values) and np.ndim(values[0]) > 0
+        if several:
+            data = np.vstack([np.asarray(v, dtype=float) for v in values])
         else:
-            losses = np.array(values, dtype=float)
-            losses = np.where(np.isnan(losses), np.inf, losses)
+            data = np.asarray(values, dtype=float)
+        cached = self._last_split
+        if (
+            cached is not None
+            and cached[0] == n_good
+            and np.array_equal(cached[1], indices)
+            and np.array_equal(cached[2], data, equal_nan=True)
+        ):
+            return cached[3], cached[4]
+        if several:
+            order = np.array(rank_order(data, limit=n_good), dtype=int)
+        else:
+            losses = np.where(np.isnan(data), np.inf, data)
             order = np.lexsort((indices, losses))
-        # Best first: `_fit` subsamples evenly along this order (a stratified sample by rank).
-        return indices[order[:n_good]], indices[order[n_good:]]
+        good, bad = indices[order[:n_good]], indices[order[n_good:]]
+        self._last_split = (n_good, indices, data, good, bad)
+        return good, bad
 
     def _encode_all(self, indices: np.ndarray, params: Mapping[int, Mapping[str, Any]]) -> None:
         if len(indices) == 0:
@@ -203,7 +228,7 @@ class ModelSearcher(Searcher):
         total = float(len(indices))
         if len(indices) > self.max_kernels:
             # An evenly spaced subsample (the order given is by rank or by group), each kernel
-            # standing for total/max_kernels points: the same density in expectation, at a cost
+            # standing for total/max_kernels points: nearly the same density, at a cost
             # that no longer grows with the history.
             keep = np.linspace(0, len(indices) - 1, self.max_kernels).round().astype(int)
             indices = indices[keep]

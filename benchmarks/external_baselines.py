@@ -1,18 +1,18 @@
 """Optuna and Syne Tune next to kubetune on the lcbench surrogate (issue 6).
 
     .venv/bin/pip install -e '.[simulator,baselines]'        # once: optuna, syne-tune
-    .venv/bin/python benchmarks/external_baselines.py        # 4 tasks x 10 seeds, ~17 min
+    .venv/bin/python benchmarks/external_baselines.py        # 4 tasks x 10 seeds, ~4-5 min
     .venv/bin/python benchmarks/external_baselines.py --seeds 3 --tasks 167168 --libraries optuna
 
 Same problem as benchmarks/model_vs_random.py: lcbench tasks 167168, 3945, 189906, 126026,
 val_accuracy (maximise) over the 7 hyperparameters of `LCBench.search_space`, epochs 1..52 with
 the surrogate's epoch times x20, 8 simulated GPUs, 60 s start-up per launched run, seeds
-100..109, equal simulated wall-clock budget (`--hours`, default 4). Incumbent = the best
-val_accuracy any trial reported at epoch 52 so far; regret = reference - incumbent (accuracy
-points), where the reference is the best of 20,000 uniformly sampled configurations and of every
-run in *this* script's table (so the absolute numbers can differ slightly from
-model_vs_random.py's if a run here beats every run there; the kubetune rows are re-run here so
-that one table compares like with like).
+100..109 by default (`--first-seed`), equal simulated wall-clock budget (`--hours`, default 4).
+Incumbent = the best val_accuracy any trial reported at epoch 52 so far; regret = reference -
+incumbent (accuracy points), where the reference is the best of 20,000 uniformly sampled
+configurations and of every run in *this* script's table (so the absolute numbers can differ
+slightly from model_vs_random.py's if a run here beats every run there; the kubetune rows are
+re-run here so that one table compares like with like).
 
 Methods (`--libraries` picks whole groups, `--methods` single rows):
 
@@ -62,9 +62,10 @@ What differs from our own simulator, so read the rows with this in mind:
 So the external rows are an optimistic operating point for the libraries' scheduling (no
 per-epoch checkpoint cost), the comparison of what each *decides* is on equal terms.
 
-Run time: about 33 CPU-minutes for the full table (~17 min with --jobs 2 on two free cores).
-Per run: Syne Tune BOHB ~18 s (mostly scipy's truncnorm.rvs, called once per candidate and
-dimension inside its KDE searcher), Optuna TPE ~8 s, kubetune asha+model ~7 s, the rest 1-4 s.
+Run time (2026-12-01, two cores): about 8.5 CPU-minutes for the full table, 4.3 min real with
+--jobs 2. Per run: Syne Tune BOHB ~5 s (mostly scipy's truncnorm.rvs, called once per candidate
+and dimension inside its KDE searcher), Optuna TPE ~2.5 s, kubetune asha+model ~1.7 s, the rest
+under 1 s. On a loaded machine the same table took four times as long.
 `--libraries optuna` or `--tasks`/`--seeds` give quicker subsets.
 
 Printed: the regret table (median [q25, q75] over seeds at T/2 and T per task and method, the

@@ -1,6 +1,6 @@
 """Model-based vs random sampling in ASHA and Hyperband on the lcbench surrogate (issue 7).
 
-    .venv/bin/python benchmarks/model_vs_random.py                      # 4 tasks x 10 seeds, ~3 min
+    .venv/bin/python benchmarks/model_vs_random.py                      # 4 tasks x 10 seeds, ~2 min
     .venv/bin/python benchmarks/model_vs_random.py --seeds 3 --tasks 167168
 
 Every algorithm runs the same Study (lcbench's 7 hyperparameters, val_accuracy, epochs 1..52,

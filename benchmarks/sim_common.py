@@ -72,19 +72,7 @@ def fmt(q: tuple[float, float, float]) -> str:
 
 def lcbench_reference(bench: LCBench, metric: str, samples: int = 20000, seed: int = 0) -> float:
     """Best value of `metric` at the last epoch over a large uniform sample of configurations."""
-    rng = np.random.default_rng(seed)
-    cols = [np.full(samples, float(bench.max_resource))]
-    for name in LC_INPUTS[1:]:
-        h = bench.surrogate.space[name]
-        lo, hi, u = float(h["lower"]), float(h["upper"]), rng.random(samples)
-        if h.get("log"):
-            v = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
-        else:
-            v = lo + u * (hi - lo)
-        cols.append(np.round(v) if h["type"] == "uniform_int" else v)
-    out = bench.surrogate.predict(bench.task, np.stack(cols, 1))
-    column = 1 + list(bench.metrics[1:]).index(metric)
-    values = out[:, column]
+    values = lcbench_sample(bench, samples, seed)[metric]
     return float(values.min() if bench.goals[metric] == "minimize" else values.max())
 
 
@@ -126,8 +114,8 @@ def make_mo_study(
 def lcbench_sample(bench: LCBench, samples: int = 20000, seed: int = 0) -> dict[str, np.ndarray]:
     """Every metric at the last epoch for a uniform sample of configurations, as trials report it.
 
-    The same sampling as `lcbench_reference`, but all outputs are kept, so a multi-objective
-    benchmark can build a reference front. `time` is the surrogate's cumulative training time
+    `lcbench_reference` takes one metric's best from it; a multi-objective benchmark builds its
+    reference front from all of them. `time` is the surrogate's cumulative training time
     multiplied by `bench.time_scale`, as `LCBench.advance` reports it (up to its 1 ms per-epoch
     floor, which only matters where the surrogate's time curve is not increasing).
     """

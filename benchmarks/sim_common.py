@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,25 +23,8 @@ def make_study(
     objective: tuple[str, str],
     resource_max: int,
 ) -> Study:
-    return parse_study(
-        {
-            "apiVersion": "kubetune.io/v1alpha1",
-            "kind": "Study",
-            "metadata": {"name": name},
-            "spec": {
-                "objectives": [{"metric": objective[0], "goal": objective[1]}],
-                "searchSpace": dict(bench.search_space),
-                "resource": {"metric": "epoch", "min": 1, "max": resource_max},
-                "algorithm": algorithm,
-                "budget": {
-                    "maxTrials": trials,
-                    "parallelism": parallelism,
-                    "maxPreemptions": 1000000,
-                },
-                "trialTemplate": {"spec": {"containers": [{"name": "t", "command": ["x"]}]}},
-            },
-        }
-    )
+    """`make_mo_study` with one (metric, goal) objective."""
+    return make_mo_study(name, bench, algorithm, trials, parallelism, (objective,), resource_max)
 
 
 def step_value(curve: Sequence[tuple[float, float]], x: float) -> float:
@@ -51,6 +35,30 @@ def step_value(curve: Sequence[tuple[float, float]], x: float) -> float:
             break
         out = v
     return out
+
+
+def plot_band(
+    ax: Any,
+    label: str,
+    curves: Sequence[Sequence[tuple[float, float]]],
+    end: float,
+    points: int,
+    transform: Callable[[float], float] = lambda v: v,
+) -> None:
+    """Median over runs of step curves on [0, end], with the interquartile band, on `ax`.
+
+    `transform` maps each curve's value before the statistics; infinite results (a regret
+    before anything was reached) are left out of them, as missing values.
+    """
+    xs = np.linspace(0.0, end, points)
+    ys = np.array([[transform(step_value(c, x)) for x in xs] for c in curves])
+    ys = np.where(np.isinf(ys), np.nan, ys)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(ys, 0)
+        lo, hi = np.nanpercentile(ys, 25, 0), np.nanpercentile(ys, 75, 0)
+    ax.plot(xs, med, label=label)
+    ax.fill_between(xs, lo, hi, alpha=0.2)
 
 
 def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -85,10 +93,10 @@ def make_mo_study(
     objectives: Sequence[tuple[str, str]],
     resource_max: int,
 ) -> Study:
-    """A Study like `make_study` with several (metric, goal) objectives.
+    """The benchmarks' Study: `bench`'s search space, epochs 1..resource_max, the objectives given.
 
-    A separate builder because MO-ASHA and MO-PBT refuse a Study with one objective at parse
-    time, so the objectives cannot be patched in after `make_study`.
+    Objectives are set here, not patched in afterwards, because MO-ASHA and MO-PBT refuse a Study
+    with one objective at parse time.
     """
     return parse_study(
         {

@@ -58,13 +58,12 @@ import multiprocessing
 import os
 import sys
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sim_common import fmt, lcbench_sample, make_mo_study, quantiles, step_value
+from sim_common import fmt, lcbench_sample, make_mo_study, plot_band, quantiles, step_value
 
 from kubetune.algorithms.multiobjective import hypervolume, non_dominated_sort
 from kubetune.operator.sim_benchmarks import LCBench
@@ -265,14 +264,8 @@ def plot(runs: dict[str, list[dict[str, Any]]], path: Path, task: str) -> None:
     ):
         for alg, rs in runs.items():
             end = max(r["total_time" if key == "time_curve" else "total_gpu"] for r in rs)
-            xs = np.linspace(0.0, end, 300)
-            ys = np.array([[step_value(r[key], x) for x in xs] for r in rs])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.median(ys, 0)
-                lo, hi = np.percentile(ys, 25, 0), np.percentile(ys, 75, 0)
-            ax.plot(xs, med, label=alg)
-            ax.fill_between(xs, lo, hi, alpha=0.2)
+            # Regret curves start at 1 at time 0, so no value is missing or infinite here.
+            plot_band(ax, alg, [r[key] for r in rs], end, 300)
         ax.set_xlabel(label)
         ax.set_ylabel("HV regret (median, IQR)")
         ax.set_yscale("symlog", linthresh=1e-3)

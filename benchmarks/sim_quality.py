@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-from sim_common import fmt, lcbench_reference, make_study, quantiles, step_value
+from sim_common import fmt, lcbench_reference, make_study, plot_band, quantiles, step_value
 
 from kubetune.operator.sim_benchmarks import LCBench, MovingLR
 from kubetune.operator.simulator import SimCosts, simulate
@@ -133,22 +132,13 @@ def plot(name: str, curves: dict[str, list[dict[str, Any]]], regret: Any, out: P
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import numpy as np
     except ImportError:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((axes[0], "time", "simulated hours"), (axes[1], "gpu", "GPU-hours")):
         for alg, cs in curves.items():
             end = max(max((x for x, _ in c[key]), default=0.0) for c in cs)
-            xs = np.linspace(0, end, 200)
-            ys = np.array([[regret(step_value(c[key], x)) for x in xs] for c in cs])
-            ys = np.where(np.isinf(ys), np.nan, ys)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(ys, 0)
-                lo, hi = np.nanpercentile(ys, 25, 0), np.nanpercentile(ys, 75, 0)
-            ax.plot(xs, med, label=alg)
-            ax.fill_between(xs, lo, hi, alpha=0.2)
+            plot_band(ax, alg, [c[key] for c in cs], end, 200, regret)
         ax.set_xlabel(label)
         ax.set_ylabel("regret (median, IQR)")
         ax.set_yscale("symlog", linthresh=1e-3)

@@ -149,7 +149,9 @@ class SortedRung:
         return None
 
     def order(self, limit: int | None = None) -> list[int]:
-        return [i for _, i in self._keys]
+        """Trial indices best first; the first `limit` of them (all if None)."""
+        keys = self._keys if limit is None else self._keys[:limit]
+        return [i for _, i in keys]
 
 
 class ParetoRung:

@@ -23,11 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubetune.operator.controller import Controller, StudyState
-from kubetune.operator.executor import SegmentStatus
-from kubetune.operator.local_executor import LocalExecutor
-from kubetune.operator.local_store import JsonStateStore
-from kubetune.operator.study_validation import parse_study
+from kubetune.operator.backends.local.executor import LocalExecutor
+from kubetune.operator.backends.local.metrics import local_metrics
+from kubetune.operator.backends.local.store import JsonStateStore
+from kubetune.operator.controller.checkpoints import CheckpointLayout
+from kubetune.operator.controller.executor import SegmentStatus
+from kubetune.operator.controller.metrics import Observation
+from kubetune.operator.controller.reconcile import Controller
+from kubetune.operator.controller.state import MemoryStateStore, TrialState
+from kubetune.operator.spec.validation import parse_study
 from kubetune.trial.checkpoint import CheckpointStore
 from kubetune.trial.env import TrialEnv
 
@@ -54,24 +58,12 @@ def study_doc(algorithm: dict[str, Any], trials: int, parallelism: int, command:
     }
 
 
-class MemoryStore:
-    """A StateStore that keeps the state in memory (the loop part measures the controller)."""
-
-    def __init__(self) -> None:
-        self.saves = 0
-
-    def load(self) -> StudyState | None:
-        return None
-
-    def save(self, state: StudyState) -> None:
-        self.saves += 1
-
-
 class InstantExecutor:
     """Every segment ends at once with exact results and a real (tiny) checkpoint."""
 
     def __init__(self) -> None:
         self.pending: dict[str, dict[int, dict[str, float]]] = {}
+        self.results: dict[str, dict[int, dict[str, float]]] = {}
         self.launches = 0
         self.events = 0
 
@@ -91,12 +83,15 @@ class InstantExecutor:
         self.pending[env.trial_id] = results
         return {"trial": env.trial_id}
 
-    def changed(self) -> set[str]:
+    def changed(self) -> set[str] | None:
         return set(self.pending)
 
     def poll(self, handle: dict[str, Any]) -> SegmentStatus:
-        results = self.pending.pop(handle["trial"], {})
-        return SegmentStatus("exited", exit_code=0, results=results)
+        self.results[handle["trial"]] = self.pending.pop(handle["trial"], {})
+        return SegmentStatus("exited", exit_code=0)
+
+    def observe(self, t: TrialState, status: SegmentStatus) -> Observation:
+        return Observation(milestones=self.results.get(t.trial_id, {}))
 
     def stop(self, handle: dict[str, Any]) -> None:
         pass
@@ -117,7 +112,8 @@ def bench_loop(trials: int, parallelism: int) -> None:
         executor = InstantExecutor()
         tmp = tempfile.TemporaryDirectory()
         root = Path(tmp.name).as_uri()
-        controller = Controller(study, executor, MemoryStore(), root)
+        layout = CheckpointLayout(root, study.name)
+        controller = Controller(study, executor, MemoryStateStore(), executor, layout)
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         steps = 0
@@ -160,9 +156,9 @@ def bench_local(trials: int) -> None:
                 return super().launch(env)
 
         executor = Timed(study.spec.trial_template, ROOT, out)
-        controller = Controller(
-            study, executor, JsonStateStore(out / "state.json", doc), (out / "ck").as_uri()
-        )
+        layout = CheckpointLayout((out / "ck").as_uri(), study.name)
+        store = JsonStateStore(out / "state.json", doc)
+        controller = Controller(study, executor, store, local_metrics(layout), layout)
         t0 = time.time()
         controller.run(interval=0.05)
         wall = time.time() - t0

@@ -348,7 +348,7 @@ def run_job(job: tuple[str, str, int, float]) -> dict[str, Any]:
             r = run_kubetune((task, name.removeprefix("kubetune "), seed))
             out.update(curve=r["curve"], hours=r["hours"], trials=None)
         else:
-            from kubetune.operator.sim_benchmarks import LCBench
+            from kubetune.operator.backends.sim.benchmarks import LCBench
 
             bench = LCBench(task, time_scale=TIME_SCALE)
             with warnings.catch_warnings():

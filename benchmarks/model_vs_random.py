@@ -48,8 +48,9 @@ ALGORITHMS: dict[str, tuple[dict[str, Any], int]] = {
 
 
 def run_one(job: tuple[str, str, int]) -> dict[str, Any]:
-    from kubetune.operator.sim_benchmarks import LCBench
-    from kubetune.operator.simulator import SimCosts, simulate
+    from kubetune.operator.backends.sim.benchmarks import LCBench
+    from kubetune.operator.backends.sim.driver import simulate
+    from kubetune.operator.backends.sim.executor import SimCosts
 
     task, alg, seed = job
     algorithm, trials = ALGORITHMS[alg]
@@ -70,7 +71,7 @@ def run_one(job: tuple[str, str, int]) -> dict[str, Any]:
 
 
 def reference(task: str) -> float:
-    from kubetune.operator.sim_benchmarks import LCBench
+    from kubetune.operator.backends.sim.benchmarks import LCBench
 
     return lcbench_reference(LCBench(task, time_scale=20.0), METRIC)
 

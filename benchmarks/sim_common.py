@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from kubetune.operator.sim_benchmarks import LC_INPUTS, Benchmark, LCBench
-from kubetune.operator.study_spec import Study
-from kubetune.operator.study_validation import parse_study
+from kubetune.operator.backends.sim.benchmarks import LC_INPUTS, Benchmark, LCBench
+from kubetune.operator.spec.model import Study
+from kubetune.operator.spec.validation import parse_study
 
 
 def make_study(

@@ -66,8 +66,9 @@ import numpy as np
 from sim_common import fmt, lcbench_sample, make_mo_study, plot_band, quantiles, step_value
 
 from kubetune.algorithms.multiobjective import hypervolume, non_dominated_sort
-from kubetune.operator.sim_benchmarks import LCBench
-from kubetune.operator.simulator import SimCosts, simulate
+from kubetune.operator.backends.sim.benchmarks import LCBench
+from kubetune.operator.backends.sim.driver import simulate
+from kubetune.operator.backends.sim.executor import SimCosts
 
 OBJECTIVES: tuple[tuple[str, str], ...] = (("val_accuracy", "maximize"), ("time", "minimize"))
 RESOURCE_MAX = 52

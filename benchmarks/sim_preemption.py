@@ -8,10 +8,10 @@ The study: ASHA (eta 3, 300 trials) on the lcbench surrogate (task 167168, val_a
 simulated GPUs, epoch times x60 (a full 52-epoch trial takes about 1.5 GPU-hours); start-up 60 s,
 checkpoint restore 10 s, save 5 s. Resume checkpoints every epoch; restart-from-scratch saves
 only at the milestones the algorithm needs and reruns a preempted segment from its start (see
-operator/simulator.py). Per-worker preemption times depend on the seed only, so both modes meet
-the same preemptions. Time-to-target: simulated hours until the incumbent (best val_accuracy at
-epoch 52) reaches the target, the worst final incumbent of the preemption-free runs (so every
-preemption-free run reaches it); "—": not reached by the end of the study.
+operator/backends/sim/executor.py). Per-worker preemption times depend on the seed only, so both
+modes meet the same preemptions. Time-to-target: simulated hours until the incumbent (best
+val_accuracy at epoch 52) reaches the target, the worst final incumbent of the preemption-free
+runs (so every preemption-free run reaches it); "—": not reached by the end of the study.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any
 
 from sim_common import fmt, make_study, quantiles
 
-from kubetune.operator.sim_benchmarks import LCBench
-from kubetune.operator.simulator import SimCosts, simulate
+from kubetune.operator.backends.sim.benchmarks import LCBench
+from kubetune.operator.backends.sim.driver import simulate
+from kubetune.operator.backends.sim.executor import SimCosts
 
 ALGORITHMS: dict[str, tuple[dict[str, Any], int]] = {
     "asha": ({"name": "asha", "asha": {"eta": 3}}, 300),

@@ -24,8 +24,9 @@ from typing import Any
 
 from sim_common import fmt, lcbench_reference, make_study, plot_band, quantiles, step_value
 
-from kubetune.operator.sim_benchmarks import LCBench, MovingLR
-from kubetune.operator.simulator import SimCosts, simulate
+from kubetune.operator.backends.sim.benchmarks import LCBench, MovingLR
+from kubetune.operator.backends.sim.driver import simulate
+from kubetune.operator.backends.sim.executor import SimCosts
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,8 +33,9 @@ from typing import Any
 
 from sim_common import make_mo_study, make_study
 
-from kubetune.operator.sim_benchmarks import MovingLR, State
-from kubetune.operator.simulator import SimCosts, simulate
+from kubetune.operator.backends.sim.benchmarks import MovingLR, State
+from kubetune.operator.backends.sim.driver import simulate
+from kubetune.operator.backends.sim.executor import SimCosts
 
 SEARCHER = {"value": "model"}
 MODE: dict[str, str] = {}  # {"mode": ...} when --mode is given, else the algorithm's default

@@ -66,7 +66,16 @@ def run_cli(
     study: Path, out: Path, *extra: str, timeout: float = 240, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), *extra],
+        [
+            sys.executable,
+            "-m",
+            "kubetune.operator.cli",
+            "run",
+            str(study),
+            "-o",
+            str(out),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -250,7 +259,16 @@ def test_kill9_of_the_controller_and_restart_finish_with_the_same_trials(tmp_pat
 
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"],
+        [
+            sys.executable,
+            "-m",
+            "kubetune.operator.cli",
+            "run",
+            str(study),
+            "-o",
+            str(out),
+            "-q",
+        ],
         cwd=tmp_path,
     )
     # Kill it hard in the middle: after some trials were promoted.
@@ -332,7 +350,16 @@ def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) 
     doc = toy_study(budget={"maxTrials": 6, "parallelism": 2}, env={"TOY_SLEEP": "0.05"})
     study = write(tmp_path, doc)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "kubetune.operator.cli", "run", str(study), "-o", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kubetune.operator.cli",
+        "run",
+        str(study),
+        "-o",
+        str(out),
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
     proc.send_signal(signal.SIGINT)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.operator.study_validation import StudyInvalid, load_study_file, parse_study
+from kubetune.operator.spec.validation import StudyInvalid, load_study_file, parse_study
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"

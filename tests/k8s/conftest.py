@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kt_emulator import ApiServer
 from kt_kubelet import TestKubelet
 
-from kubetune.operator.k8s_api import KubeApi
-from kubetune.operator.k8s_handlers import OperatorSettings, register
+from kubetune.operator.backends.k8s.api import KubeApi
+from kubetune.operator.backends.k8s.handlers import OperatorSettings, register
 
 VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
 RESOURCES: dict[str, kmock.ResourceInfo] = {

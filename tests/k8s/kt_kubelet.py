@@ -23,8 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kubetune.operator.k8s_api import ApiError, KubeApi
-from kubetune.operator.k8s_executor import condition
+from kubetune.operator.backends.k8s.api import ApiError, KubeApi
+from kubetune.operator.backends.k8s.executor import condition
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from kubetune.operator.k8s_jobs import job_name, render_job
+from kubetune.operator.backends.k8s.jobs import job_name, render_job
 from kubetune.trial.env import TrialEnv
 
 TEMPLATE: dict[str, Any] = {

@@ -13,7 +13,7 @@ import pytest
 from conftest import Cluster, wait_for
 from kt_studies import SECRETS, phase, toy_study
 
-from kubetune.operator.k8s_jobs import trial_name
+from kubetune.operator.backends.k8s.jobs import trial_name
 from kubetune.trial.checkpoint import CheckpointStore
 
 pytestmark = pytest.mark.slow

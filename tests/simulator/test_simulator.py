@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kubetune.operator import simulate_command
-from kubetune.operator.sim_benchmarks import (
+from kubetune.operator.backends.sim.benchmarks import (
     DEFAULT_LCBENCH_DIR,
     LC_INPUTS,
     LCBench,
     MovingLR,
 )
-from kubetune.operator.sim_storage import filesystem
-from kubetune.operator.simulator import SimCosts, simulate
-from kubetune.operator.study_validation import parse_study
+from kubetune.operator.backends.sim.driver import simulate
+from kubetune.operator.backends.sim.executor import SimCosts
+from kubetune.operator.backends.sim.storage import filesystem
+from kubetune.operator.cli import simulate as simulate_command
+from kubetune.operator.spec.validation import parse_study
 from kubetune.trial.checkpoint import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,11 +13,11 @@ import jsonschema
 import pytest
 import yaml
 
-from kubetune.operator.crd import CRD_FILES, render, study_crd
-from kubetune.operator.reference_docs import render_reference
-from kubetune.operator.schema import _strip_optional, json_name, spec_fields
-from kubetune.operator.study_spec import StudySpec
-from kubetune.operator.study_validation import StudyInvalid, load_study_file, parse_study
+from kubetune.operator.spec.crd import CRD_FILES, render, study_crd
+from kubetune.operator.spec.model import StudySpec
+from kubetune.operator.spec.reference import render_reference
+from kubetune.operator.spec.schema import _strip_optional, json_name, spec_fields
+from kubetune.operator.spec.validation import StudyInvalid, load_study_file, parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -278,7 +278,7 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["grid", "asha", "moasha", "hyperband", "pbt", "mopbt"])
 def test_spec_defaults_are_the_algorithms_defaults(name: str) -> None:
     from kubetune.algorithms.registry import DEFAULT_SETTINGS
-    from kubetune.operator.algorithm_config import settings_dict
+    from kubetune.operator.spec.algorithms import settings_dict
 
     doc = copy.deepcopy(VALID)
     doc["spec"]["algorithm"] = {"name": name}

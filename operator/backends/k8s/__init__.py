@@ -1,0 +1,1 @@
+"""The Kubernetes backend: Jobs per segment, Trial objects as state, Prometheus, kopf handlers."""

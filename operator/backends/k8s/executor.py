@@ -1,0 +1,308 @@
+"""The Kubernetes executor: one `batch/v1` Job per run segment, observed through the API.
+
+Reads are batched: `begin_pass()` lists the study's Jobs and Pods (two label-selected calls);
+every `poll()` in the controller's pass then answers from that snapshot (metrics come from the
+Prometheus source, refreshed once per pass by the handler). So a pass costs O(1) API calls, not
+O(trials).
+
+How a segment's end is judged:
+- Job condition `Complete` → exited 0.
+- Job condition `Failed` → the newest failed pod decides: a `DisruptionTarget` condition, an
+  eviction/node-lost reason, or exit code 75 (the SDK's "checkpointed on SIGTERM") → preempted,
+  resumed from the checkpoint and never counted as a failure; anything else → its exit code and
+  the container's last log lines (`terminationMessagePolicy: FallbackToLogsOnError`).
+- A pod disrupted while its Job keeps running (the Job's podFailurePolicy ignores
+  `DisruptionTarget`, the Job controller starts a replacement that resumes from the segment's
+  newest checkpoint) is reported in the segment's status (`preemptions_absorbed`), so the Trial's
+  preemption count and the Study's events still show it.
+- Job gone and not stopped by us → `lost`: the controller resumes it from its checkpoint.
+
+Live parallelism: the executor never runs more Jobs than `limit`. A segment launched over the
+limit is *deferred* (its Job is created when a slot frees); when the limit is lowered (a
+`kubectl patch` of `spec.budget.parallelism`) the surplus Jobs, highest trial index first, are
+*paused*: deleted with their grace period, so the trial receives SIGTERM, commits a checkpoint
+and exits; the segment's Job is re-created later and resumes from that checkpoint. The
+controller keeps seeing these segments as running, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubetune.operator.backends.k8s.api import ApiError, KubeApi
+from kubetune.operator.backends.k8s.jobs import job_name, render_job, selector_labels
+from kubetune.operator.controller.executor import SegmentStatus
+from kubetune.trial.env import EXIT_PREEMPTED, TrialEnv
+
+log = logging.getLogger("kubetune.k8s")
+
+PREEMPTION_REASONS = {"Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated"}
+GRACE_AFTER_CREATE = 30.0  # a Job younger than this missing from a list is not "lost"
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind and c.get("status") == "True":
+            return dict(c)
+    return None
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term:
+            return dict(term)
+    return {}
+
+
+def pod_preempted(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if condition(pod, "DisruptionTarget") is not None:
+        return True
+    if status.get("reason") in PREEMPTION_REASONS:
+        return True
+    return _terminated(pod).get("exitCode") == EXIT_PREEMPTED
+
+
+def job_of(pod: dict[str, Any]) -> str:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    if name:
+        return str(name)
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Job":
+            return str(ref.get("name"))
+    return ""
+
+
+class K8sExecutor:
+    def __init__(
+        self,
+        api: KubeApi,
+        study: Callable[[], dict[str, Any]],
+        trial_object: Callable[[str], dict[str, Any] | None],
+        *,
+        limit: int,
+        secret_name: str = "",
+        pushgateway_url: str = "",
+    ) -> None:
+        self.api = api
+        self.study = study  # the live Study object
+        self.trial_object = trial_object  # trial id -> its Trial object (name, uid)
+        self.limit = limit
+        self.secret_name = secret_name
+        self.pushgateway_url = pushgateway_url
+        meta = study()["metadata"]
+        self.namespace: str = meta.get("namespace") or "default"
+        self.study_name: str = meta["name"]
+        self.handles: dict[str, dict[str, Any]] = {}  # trial id -> live handle
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, list[dict[str, Any]]] = {}
+        self.created: dict[str, float] = {}  # job name -> monotonic creation time
+        self.snapshot_at = 0.0
+
+    # ------------------------------------------------------------------ pass
+
+    def begin_pass(self) -> None:
+        """Snapshot the study's Jobs, Pods and metrics; enforce the parallelism limit."""
+        labels = selector_labels(self.study_name)
+        self.snapshot_at = time.monotonic()
+        jobs = self.api.list("Job", self.namespace, labels)
+        self.jobs = {j["metadata"]["name"]: j for j in jobs}
+        pods: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.api.list("Pod", self.namespace, labels):
+            pods.setdefault(job_of(pod), []).append(pod)
+        for items in pods.values():
+            items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        self.pods = pods
+        self._enforce_limit()
+
+    def _running(self) -> list[dict[str, Any]]:
+        return [h for h in self.handles.values() if h["state"] in ("launched", "pausing")]
+
+    def _enforce_limit(self) -> None:
+        running = sorted(
+            (h for h in self._running() if not h.get("stopping")), key=lambda h: h["trial"]
+        )
+        launched = [h for h in running if h["state"] == "launched"]
+        # Only launched Jobs can still be paused: a pausing one is already on its way out. It
+        # holds its slot until its pod is gone (so `free` below counts it), but counting it as
+        # surplus again on the next pass would pause the trials meant to keep running.
+        surplus = len(launched) - self.limit
+        for h in reversed(launched):
+            if surplus <= 0:
+                break
+            log.info("pausing %s: parallelism lowered to %d", h["job"], self.limit)
+            h["state"] = "pausing"
+            self._delete_job(h)
+            surplus -= 1
+        free = self.limit - len(self._running())
+        for h in sorted(self.handles.values(), key=lambda h: h["trial"]):
+            if free <= 0:
+                break
+            if h["state"] == "deferred" and not h.get("stopping"):
+                self._create(h)
+                free -= 1
+
+    # ------------------------------------------------------------------ executor protocol
+
+    def launch(self, env: TrialEnv) -> dict[str, Any]:
+        values = env.to_env()
+        if not values.get("KUBETUNE_PUSHGATEWAY_URL") and self.pushgateway_url:
+            values["KUBETUNE_PUSHGATEWAY_URL"] = self.pushgateway_url
+        handle: dict[str, Any] = {
+            "job": job_name(env.study, env.trial_id, env.segment),
+            "namespace": self.namespace,
+            "trial": env.trial_id,
+            "segment": env.segment,
+            "attempt": 0,
+            "state": "deferred",
+            "env": values,
+            "preemptionsSeen": 0,
+        }
+        self.handles[env.trial_id] = handle
+        if len(self._running()) < self.limit:
+            self._create(handle)
+        return handle
+
+    def _create(self, h: dict[str, Any]) -> None:
+        trial = self.trial_object(h["trial"])
+        if trial is None:
+            raise RuntimeError(f"Trial of {h['trial']} not found; cannot own its Job")
+        env = TrialEnv.from_env(h["env"])
+        env.pushgateway_url = h["env"].get("KUBETUNE_PUSHGATEWAY_URL", "")
+        for _ in range(20):
+            name = job_name(env.study, env.trial_id, env.segment, h["attempt"])
+            job = render_job(self.study(), trial, env, name=name, secret_name=self.secret_name)
+            try:
+                self.api.create("Job", self.namespace, job)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                existing = self.api.get("Job", self.namespace, name)
+                if existing is not None and self._adoptable(existing):
+                    break  # a previous operator created it: adopt, never duplicate
+                h["attempt"] += 1
+                continue
+            break
+        h["job"] = name
+        h["state"] = "launched"
+        self.created[name] = time.monotonic()
+
+    def _adoptable(self, job: dict[str, Any]) -> bool:
+        meta = job.get("metadata") or {}
+        finished = condition(job, "Complete") or condition(job, "Failed")
+        return not finished and not meta.get("deletionTimestamp")
+
+    def poll(self, handle: dict[str, Any]) -> SegmentStatus:
+        h = self.handles.setdefault(handle["trial"], handle)
+        if h is not handle:  # the controller holds the persisted copy: keep them one
+            handle.update(h)
+            self.handles[handle["trial"]] = h = handle
+        if h["state"] == "deferred":
+            job = self.jobs.get(h["job"])
+            if job is not None and self._adoptable(job):
+                h["state"] = "launched"  # created before a restart lost the state change
+            elif h.get("stopping"):
+                return self._ended(h, SegmentStatus("exited", exit_code=EXIT_PREEMPTED))
+            return SegmentStatus("running")
+        job = self.jobs.get(h["job"])
+        if job is None:
+            if h.get("stopping"):
+                return self._ended(h, SegmentStatus("exited", exit_code=EXIT_PREEMPTED))
+            if h["state"] == "pausing":
+                h["state"] = "deferred"
+                h["attempt"] += 1
+                return SegmentStatus("running")
+            if time.monotonic() - self.created.get(h["job"], -1e9) < GRACE_AFTER_CREATE:
+                return SegmentStatus("running")
+            return self._ended(h, SegmentStatus("lost", log_tail="Job not found"))
+        pods = self.pods.get(h["job"], [])
+        failed = condition(job, "Failed")
+        if failed is not None:  # the failure judgement reports any disruption itself
+            return self._ended(h, self._judge_failure(failed, pods))
+        count, message = self._new_disruptions(h, job, pods)
+        if condition(job, "Complete") is not None:
+            return self._ended(
+                h,
+                SegmentStatus(
+                    "exited", exit_code=0, preemptions_absorbed=count, preemption_message=message
+                ),
+            )
+        return SegmentStatus("running", preemptions_absorbed=count, preemption_message=message)
+
+    def _new_disruptions(
+        self, h: dict[str, Any], job: dict[str, Any], pods: list[dict[str, Any]]
+    ) -> tuple[int, str]:
+        """Pods of a still-running Job disrupted since the last poll, and what happened last."""
+        if (
+            h.get("stopping")
+            or h["state"] == "pausing"
+            or job.get("metadata", {}).get("deletionTimestamp")
+        ):
+            return 0, ""  # we deleted the Job (stop, pause): its pod's SIGTERM exit is ours
+        disrupted = [
+            p for p in pods if (p.get("status") or {}).get("phase") == "Failed" and pod_preempted(p)
+        ]
+        seen = int(h.get("preemptionsSeen", 0))
+        if len(disrupted) > seen:
+            h["preemptionsSeen"] = len(disrupted)
+            last = disrupted[-1]
+            cond = condition(last, "DisruptionTarget") or {}
+            message = cond.get("message") or (last.get("status") or {}).get("reason") or ""
+            return len(disrupted) - seen, (
+                f"pod {last['metadata']['name']}: {message}; "
+                "the replacement pod resumes from the checkpoint"
+            )
+        return 0, ""
+
+    def _judge_failure(self, failed: dict[str, Any], pods: list[dict[str, Any]]) -> SegmentStatus:
+        dead = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+        if not dead:
+            message = f"Job failed: {failed.get('reason', '')} {failed.get('message', '')}"
+            return SegmentStatus("exited", exit_code=None, log_tail=message.strip())
+        real = [p for p in dead if not pod_preempted(p)]
+        pod = real[-1] if real else dead[-1]
+        term = _terminated(pod)
+        code = term.get("exitCode")
+        tail = str(term.get("message") or "")
+        if pod_preempted(pod):
+            return SegmentStatus(
+                "exited",
+                exit_code=int(code) if code is not None else EXIT_PREEMPTED,
+                preempted=True,
+                log_tail=tail,
+            )
+        return SegmentStatus(
+            "exited",
+            exit_code=int(code) if code is not None else None,
+            log_tail=tail,
+        )
+
+    def _ended(self, h: dict[str, Any], status: SegmentStatus) -> SegmentStatus:
+        self.handles.pop(h["trial"], None)
+        return status
+
+    def stop(self, handle: dict[str, Any]) -> None:
+        h = self.handles.get(handle["trial"], handle)
+        h["stopping"] = True
+        handle["stopping"] = True
+        if h["state"] in ("launched", "pausing"):
+            self._delete_job(h)
+
+    def _delete_job(self, h: dict[str, Any]) -> None:
+        # Foreground: the Job object stays until its pod has terminated (SIGTERM, grace period,
+        # checkpoint), so "Job gone" means "the segment's checkpoint is final".
+        try:
+            self.api.delete("Job", self.namespace, h["job"], propagation="Foreground")
+        except ApiError as exc:
+            log.warning("deleting Job %s: %s", h["job"], exc)
+
+    def changed(self) -> set[str] | None:
+        return None  # every poll answers from this pass's snapshot
+
+    def close(self) -> None:
+        self.handles.clear()

@@ -1,0 +1,387 @@
+"""kopf handlers: one reconcile daemon per Study drives the backend-agnostic Controller.
+
+The daemon (a thread per Study) validates the Study, then loops: snapshot the study's Jobs, Pods
+and metrics (`K8sExecutor.begin_pass`), `Controller.step()`, write the Study's status. Trials are
+`Trial` objects (the StateStore), segments are Jobs (the executor), decisions are Events on the
+Study. A restarted operator (or the other replica, with kopf peering) starts the daemon again for
+every Study and the Controller rebuilds its scheduler from the Trials.
+
+Live spec changes: `spec.budget.parallelism`, `maxTrials`, `maxFailedTrials` and
+`maxPreemptions` take effect on the next pass (see K8sExecutor for how a lowered parallelism
+pauses surplus trials through a checkpoint). Other spec changes after the first trial started are
+ignored, and the `Valid` condition says so.
+
+Deletion: kopf's finalizer keeps the Study until `cleanup` deleted its Jobs and Trials (owner
+references let the garbage collector do the same; the explicit deletion makes it immediate and
+works without a GC) and, only if `spec.checkpoint.deleteOnCompletion`, its checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from kubetune.operator.backends.k8s.api import ApiError, KubeApi
+from kubetune.operator.backends.k8s.executor import K8sExecutor
+from kubetune.operator.backends.k8s.jobs import LABEL_STUDY
+from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
+from kubetune.operator.backends.k8s.prometheus import CachedStudyMetrics, PrometheusSource
+from kubetune.operator.backends.k8s.status import MetricsHealth, invalid_status, study_status
+from kubetune.operator.backends.k8s.store import TrialStore, rfc3339
+from kubetune.operator.controller.checkpoints import CheckpointLayout
+from kubetune.operator.controller.metrics import MetricSource, NoLiveMetrics, WithDurableResults
+from kubetune.operator.controller.reconcile import Controller
+from kubetune.operator.spec.model import GROUP, VERSION, Study
+from kubetune.operator.spec.validation import StudyInvalid, parse_study
+
+log = logging.getLogger("kubetune.operator")
+
+WARNING_REASONS = {"Failed", "StudyFailed", "Preempted", "CheckpointMissing", "MetricsUnavailable"}
+
+
+@dataclass
+class OperatorSettings:
+    host: str = ""  # API server URL; empty: in-cluster config or KUBECONFIG
+    prometheus_url: str = ""
+    pushgateway_url: str = ""
+    checkpoint_storage: str = ""
+    checkpoint_secret: str = ""
+    s3_endpoint_url: str = ""
+    interval: float = 5.0
+    # kopf pauses every peer that shares the highest priority, so each replica of a Deployment
+    # (same args) must get its own: the highest one works, the other stands by.
+    peering_priority: int = 0
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    api: KubeApi | None = None
+    runners: dict[str, StudyRunner] = field(default_factory=dict)
+
+    def client(self) -> KubeApi:
+        if self.api is None:
+            self.api = KubeApi.connect(self.host)
+        return self.api
+
+
+def _now() -> str:
+    return rfc3339(time.time())
+
+
+class StudyRunner:
+    """The operator's side of one Study: validation, controller, status."""
+
+    def __init__(self, settings: OperatorSettings, body: Any) -> None:
+        self.settings = settings
+        self.body = body  # kopf's live view of the Study
+        self.api = settings.client()
+        self.generation: Any = object()
+        self.spec_doc: dict[str, Any] = {}
+        self.study: Study | None = None
+        self.controller: Controller | None = None
+        self.executor: K8sExecutor | None = None
+        self.metrics_source: CachedStudyMetrics | None = None
+        self.status_written = ""
+        self.conditions: dict[str, dict[str, Any]] = {
+            c["type"]: dict(c) for c in (body.get("status") or {}).get("conditions") or []
+        }
+        self.invalid = ""
+        self.ignored_change = ""
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self.body["metadata"])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.meta.get("namespace") or "default")
+
+    def study_object(self) -> dict[str, Any]:
+        return {
+            "metadata": copy.deepcopy(self.meta),
+            "spec": self.spec_doc,
+            "status": copy.deepcopy(dict(self.body.get("status") or {})),
+        }
+
+    def _document(self) -> dict[str, Any]:
+        meta = self.meta
+        raw = copy.deepcopy(dict(self.body))
+        return {
+            "apiVersion": raw.get("apiVersion"),
+            "kind": raw.get("kind"),
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "labels", "annotations") if meta.get(k)
+            },
+            "spec": raw.get("spec"),
+        }
+
+    # ------------------------------------------------------------------ the pass
+
+    def tick(self) -> bool:
+        """One pass; True when the study has ended (the daemon may exit)."""
+        generation = self.meta.get("generation")
+        if generation != self.generation:
+            self.generation = generation
+            self._on_spec()
+        if self.controller is None or self.executor is None:
+            self.write_status()
+            return False
+        started = time.perf_counter()
+        cpu = time.thread_time()
+        self.executor.begin_pass()
+        if self.metrics_source is not None:
+            self.metrics_source.refresh()
+        done = self.controller.step()
+        self.settings.metrics.cpu.inc(time.thread_time() - cpu)
+        self.settings.metrics.reconcile.observe(time.perf_counter() - started)
+        self.write_status()
+        return done
+
+    def _on_spec(self) -> None:
+        doc = self._document()
+        try:
+            study = parse_study(doc, source=f"{self.namespace}/{self.name}")
+            storage = study.spec.checkpoint.storage or self.settings.checkpoint_storage
+            if not storage:
+                from kubetune.operator.spec.schema import SpecError
+
+                raise StudyInvalid(
+                    [
+                        SpecError(
+                            "spec.checkpoint.storage",
+                            "required: the operator has no default (--checkpoint-storage)",
+                        )
+                    ]
+                )
+        except StudyInvalid as exc:
+            self.invalid = "; ".join(str(e) for e in exc.errors)
+            if self.controller is None:
+                return
+            # A running study keeps its last valid spec; the condition reports the bad patch.
+            return
+        self.invalid = ""
+        if self.controller is None:
+            self.spec_doc = copy.deepcopy(doc["spec"])
+            self.study = study
+            self._build(study, storage)
+            return
+        self._apply_live(study, doc["spec"])
+
+    def _build(self, study: Study, storage: str) -> None:
+        spec = study.spec
+        prometheus = spec.metrics.prometheus_url or self.settings.prometheus_url
+        if prometheus:
+            self.metrics_source = CachedStudyMetrics(
+                PrometheusSource(prometheus), self.namespace, self.name
+            )
+        store = TrialStore(self.api, self.study_object, [o.metric for o in spec.objectives])
+        layout = CheckpointLayout(
+            root=storage,
+            study=self.name,
+            s3_endpoint_url=spec.checkpoint.endpoint_url or self.settings.s3_endpoint_url,
+        )
+        live: MetricSource = self.metrics_source or NoLiveMetrics()
+        self.executor = K8sExecutor(
+            self.api,
+            self.study_object,
+            store.trial_object,
+            limit=spec.budget.parallelism,
+            secret_name=spec.checkpoint.secret_name or self.settings.checkpoint_secret,
+            pushgateway_url=spec.metrics.pushgateway_url or self.settings.pushgateway_url,
+        )
+        self.controller = Controller(
+            study,
+            self.executor,
+            store,
+            WithDurableResults(live, layout),
+            layout,
+            on_event=self._on_event,
+        )
+
+    def _apply_live(self, study: Study, spec_doc: dict[str, Any]) -> None:
+        assert self.controller is not None and self.executor is not None
+        budget = study.spec.budget
+        current = self.controller.spec.budget
+        changes = []
+        for attr in ("parallelism", "max_trials", "max_failed_trials", "max_preemptions"):
+            if getattr(budget, attr) != getattr(current, attr):
+                changes.append(f"{attr}={getattr(budget, attr)}")
+                setattr(current, attr, getattr(budget, attr))
+        self.controller.parallelism = budget.parallelism
+        self.executor.limit = budget.parallelism
+        others = {k: v for k, v in spec_doc.items() if k != "budget"}
+        before = {k: v for k, v in self.spec_doc.items() if k != "budget"}
+        self.ignored_change = (
+            "" if others == before else "only spec.budget changes apply to a started study"
+        )
+        self.spec_doc["budget"] = copy.deepcopy(spec_doc.get("budget") or {})
+        if changes:
+            self._on_event("", "BudgetChanged", ", ".join(changes))
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, trial_id: str, reason: str, message: str) -> None:
+        self.settings.metrics.decisions.labels(reason=reason).inc()
+        if reason == "Preempted":
+            self.settings.metrics.preemptions.inc()
+        text = f"{trial_id}: {message}" if trial_id else message
+        now = _now()
+        meta = self.meta
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{self.name}.{uuid.uuid4().hex[:16]}",
+                "namespace": self.namespace,
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Study",
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": meta.get("uid", ""),
+            },
+            "reason": reason,
+            "message": text[:1024],
+            "type": "Warning" if reason in WARNING_REASONS else "Normal",
+            "source": {"component": "kubetune-operator"},
+            "reportingComponent": "kubetune.io/operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.api.create("Event", self.namespace, event)
+        except Exception as exc:  # events are best effort
+            log.warning("posting event %s: %s", reason, exc)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        generation = self.meta.get("generation") or 0
+        if self.controller is None:
+            out = invalid_status(self.conditions, self.invalid, generation=generation, now=_now())
+        else:
+            source = self.metrics_source
+            out = study_status(
+                self.controller.state,
+                self.controller.spec,
+                name=self.name,
+                generation=generation,
+                previous=self.conditions,
+                invalid=self.invalid,
+                ignored_change=self.ignored_change,
+                metrics=MetricsHealth(source is not None, source.error if source else ""),
+                now=_now(),
+            )
+        self.conditions = {c["type"]: c for c in out["conditions"]}
+        return out
+
+    def _update_gauges(self) -> None:
+        gauges = self.settings.metrics
+        source = self.metrics_source
+        gauges.metrics_unavailable.labels(study=self.name).set(
+            0 if source is None or source.available else 1
+        )
+        if self.controller is not None:
+            counts: dict[str, int] = {}
+            for t in self.controller.state.trials.values():
+                counts[t.phase] = counts.get(t.phase, 0) + 1
+            for phase, n in counts.items():
+                gauges.trials.labels(study=self.name, phase=phase).set(n)
+
+    def write_status(self) -> None:
+        self._update_gauges()
+        status = self.status()
+        key = repr(sorted(status.items()))
+        if key == self.status_written:
+            return
+        try:
+            self.api.patch("Study", self.namespace, self.name, {"status": status}, sub="status")
+            self.status_written = key
+        except ApiError as exc:
+            log.warning("writing status of %s: %s", self.name, exc)
+
+
+def run_study(settings: OperatorSettings, body: Any, stopped: Any) -> None:
+    """The per-Study daemon loop (a thread)."""
+    runner = StudyRunner(settings, body)
+    key = f"{runner.namespace}/{runner.name}"
+    settings.runners[key] = runner
+    try:
+        while not stopped and not settings.shutdown.is_set():
+            try:
+                if runner.tick():
+                    break
+            except Exception:
+                log.exception("reconciling %s", key)
+            stopped.wait(settings.interval)
+    finally:
+        settings.runners.pop(key, None)
+
+
+def cleanup(settings: OperatorSettings, body: Any) -> None:
+    api = settings.client()
+    meta = body["metadata"]
+    ns = meta.get("namespace") or "default"
+    name = meta["name"]
+    jobs = api.list("Job", ns, {LABEL_STUDY: name})
+    for job in jobs:
+        if not job["metadata"].get("deletionTimestamp"):
+            api.delete("Job", ns, job["metadata"]["name"], propagation="Foreground")
+    for trial in api.list("Trial", ns, {LABEL_STUDY: name}):
+        api.delete("Trial", ns, trial["metadata"]["name"])
+    if jobs:
+        # Foreground: a Job is gone once its pod has terminated; only then can no trial write
+        # a checkpoint after we deleted them. kopf retries this handler.
+        raise kopf.TemporaryError(f"waiting for {len(jobs)} Jobs to terminate", delay=1)
+    checkpoint = (body.get("spec") or {}).get("checkpoint") or {}
+    if checkpoint.get("deleteOnCompletion"):
+        root = checkpoint.get("storage") or settings.checkpoint_storage
+        if root:
+            from kubetune.trial.checkpoint import CheckpointStore
+
+            store = CheckpointStore(
+                f"{root.rstrip('/')}/{name}",
+                checkpoint.get("endpointUrl") or settings.s3_endpoint_url,
+            )
+            if store.fs.exists(store.root):
+                store.fs.rm(store.root, recursive=True)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """Attach the handlers to `registry` (tests use a fresh registry per operator)."""
+
+    if settings.host:
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=settings.host)
+
+    ours = settings
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.level = logging.WARNING
+        settings.persistence.finalizer = "kubetune.io/cleanup"
+        if ours.peering_priority:
+            settings.peering.priority = ours.peering_priority
+
+    @kopf.daemon(GROUP, VERSION, "studies", registry=registry, cancellation_timeout=1.0)
+    def study_daemon(stopped: Any, body: Any, **_: Any) -> None:
+        run_study(settings, body, stopped)
+
+    @kopf.on.delete(GROUP, VERSION, "studies", registry=registry)
+    def study_deleted(body: Any, **_: Any) -> None:
+        cleanup(settings, body)

@@ -1,0 +1,190 @@
+"""Trials as custom resources: the controller's StateStore on Kubernetes.
+
+Each `TrialState` lives in one `Trial` object owned by its Study (so deleting the Study
+garbage-collects it): `spec` holds what the trial runs (index, params, bracket, the run segments
+with their PBT lineage), `status` what happened (phase, milestone results, learning curve,
+preemptions, failure, checkpoint, the executor's Job handle, recent events). A restarted
+operator lists the Study's Trials and rebuilds every scheduler decision from them.
+
+Writes are JSON patches that replace `spec` or `status` wholesale (a merge patch could not remove
+a result that a PBT exploit discarded), and only for Trials whose content changed since the last
+write: a reconcile pass without news costs no write.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kubetune.operator.backends.k8s.api import KubeApi
+from kubetune.operator.backends.k8s.jobs import LABEL_STUDY, LABEL_TRIAL, trial_name
+from kubetune.operator.controller.state import (
+    StudyState,
+    TrialState,
+    fmt_number,
+    params_text,
+    state_from_json,
+    state_to_json,
+)
+from kubetune.operator.spec.model import API_VERSION
+
+JSON_PATCH = "application/json-patch+json"
+SPEC_KEYS = ("index", "params", "bracket", "segments")
+
+
+def rfc3339(ts: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def parse_rfc3339(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def trial_document(t: TrialState, objectives: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec, status) of the Trial object for `t`."""
+    d = state_to_json(t)
+    spec = {"trialId": d["id"], **{k: d[k] for k in SPEC_KEYS}}
+    status = {k: v for k, v in d.items() if k not in SPEC_KEYS and k != "id" and v is not None}
+    if t.failure is not None and t.failure.exit_code is None:
+        status["failure"] = {k: v for k, v in status["failure"].items() if v is not None}
+    status["resource"] = t.last_resource()
+    status["paramsSummary"] = params_text(t.record.params)
+    if t.record.results:
+        step = max(t.record.results)
+        values = t.record.results[step]
+        status["lastMetric"] = " ".join(
+            f"{m}={fmt_number(values[m])}" for m in objectives if m in values
+        )
+    lineage = [
+        f"{s.restore_from.trial_id}@{s.restore_from.resource}"
+        for s in t.lineage()
+        if s.restore_from is not None
+    ]
+    if lineage:
+        status["lineage"] = lineage
+    return spec, status
+
+
+def trial_state_of(obj: dict[str, Any]) -> TrialState:
+    spec = obj.get("spec") or {}
+    status = dict(obj.get("status") or {})
+    status.setdefault("phase", "Running")
+    return state_from_json({**status, **spec, "id": spec["trialId"]})
+
+
+class TrialStore:
+    def __init__(
+        self,
+        api: KubeApi,
+        study: Callable[[], dict[str, Any]],
+        objectives: list[str],
+    ) -> None:
+        self.api = api
+        self.study = study
+        self.objectives = objectives
+        meta = study()["metadata"]
+        self.namespace: str = meta.get("namespace") or "default"
+        self.study_name: str = meta["name"]
+        self.objects: dict[str, dict[str, Any]] = {}  # trial id -> Trial object (metadata)
+        self.written: dict[str, tuple[str, str]] = {}  # trial id -> (spec json, status json)
+        self.writes = 0
+
+    def trial_object(self, trial_id: str) -> dict[str, Any] | None:
+        return self.objects.get(trial_id)
+
+    def load(self) -> StudyState | None:
+        items = self.api.list("Trial", self.namespace, {LABEL_STUDY: self.study_name})
+        status = self.study().get("status") or {}
+        if not items and not status.get("startTime"):
+            return None
+        phase = str(status.get("phase") or "")
+        state = StudyState(
+            phase=phase if phase in ("Completed", "Failed") else "Running",
+            message=str(status.get("message") or ""),
+            started=parse_rfc3339(status["startTime"]) if status.get("startTime") else 0.0,
+            finished=parse_rfc3339(status["completionTime"])
+            if status.get("completionTime")
+            else 0.0,
+        )
+        for obj in items:
+            t = trial_state_of(obj)
+            state.trials[t.trial_id] = t
+            self.objects[t.trial_id] = obj
+            spec, st = trial_document(t, self.objectives)
+            self.written[t.trial_id] = (_canon(spec), _canon(st))
+        return state
+
+    def save(self, state: StudyState) -> None:
+        for t in state.ordered():
+            spec, status = trial_document(t, self.objectives)
+            key = (_canon(spec), _canon(status))
+            old = self.written.get(t.trial_id)
+            if old == key:
+                continue
+            if t.trial_id not in self.objects:
+                self.objects[t.trial_id] = self._create(t.trial_id, spec)
+                old = (key[0], "")
+            name = trial_name(self.study_name, t.trial_id)
+            assert old is not None
+            if old[0] != key[0]:
+                self.api.request(
+                    "PATCH",
+                    self.api.path("Trial", self.namespace, name),
+                    body=[{"op": "add", "path": "/spec", "value": spec}],
+                    content_type=JSON_PATCH,
+                )
+                self.writes += 1
+            if old[1] != key[1]:
+                self.api.request(
+                    "PATCH",
+                    self.api.path("Trial", self.namespace, name, "status"),
+                    body=[{"op": "add", "path": "/status", "value": status}],
+                    content_type=JSON_PATCH,
+                )
+                self.writes += 1
+            self.written[t.trial_id] = key
+
+    def _create(self, trial_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        from kubetune.operator.backends.k8s.api import ApiError
+
+        study = self.study()
+        name = trial_name(self.study_name, trial_id)
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Trial",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {LABEL_STUDY: self.study_name, LABEL_TRIAL: name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "Study",
+                        "name": self.study_name,
+                        "uid": study["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": spec,
+        }
+        self.writes += 1
+        try:
+            return self.api.create("Trial", self.namespace, body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            existing = self.api.get("Trial", self.namespace, name)
+            assert existing is not None
+            return existing
+
+
+def _canon(d: dict[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, default=str)

@@ -1,0 +1,1 @@
+"""`kubetune run`: trials as local processes, state in a JSON file, metrics scraped directly."""

@@ -1,0 +1,146 @@
+"""Run segments as local processes: `kubetune run`'s executor.
+
+The first container of the Study's `trialTemplate` gives the command, args and plain `env`
+values; image, resources and the rest of the pod spec only matter in a cluster. Processes start
+in their own session so that a killed controller does not take them down: a restarted
+controller adopts them through the persisted handle (pid plus the trial's identity in
+/proc/<pid>/environ, so a reused pid is never mistaken for the trial).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kubetune.operator.controller.executor import SegmentStatus
+from kubetune.trial.env import EXIT_PREEMPTED, TrialEnv
+
+PLATFORM_SIGNALS = {signal.SIGTERM, signal.SIGKILL, signal.SIGINT}
+
+
+def tail(path: str | Path, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class LocalExecutor:
+    def __init__(self, template: dict[str, Any], workdir: Path, run_dir: Path) -> None:
+        container = template["spec"]["containers"][0]
+        self.command = [*container.get("command", []), *container.get("args", [])]
+        self.static_env = {
+            e["name"]: str(e["value"])
+            for e in container.get("env", []) or []
+            if isinstance(e, dict) and "value" in e
+        }
+        self.workdir = workdir
+        self.run_dir = run_dir
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (run_dir / "ports").mkdir(parents=True, exist_ok=True)
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def _resolve(self, argv: list[str]) -> list[str]:
+        # `python` in a Study means "the Python this controller runs on" locally, so that the
+        # trial finds the same installed packages (the image's python in a cluster).
+        if argv and argv[0] in ("python", "python3"):
+            return [sys.executable, *argv[1:]]
+        return argv
+
+    def launch(self, env: TrialEnv) -> dict[str, Any]:
+        name = f"{env.trial_id}-s{env.segment:03d}"
+        log = self.run_dir / "logs" / f"{name}.log"
+        port_file = self.run_dir / "ports" / f"{name}.port"
+        port_file.unlink(missing_ok=True)
+        env.metrics_port = 0
+        env.metrics_port_file = str(port_file)
+        environ = {**os.environ, **self.static_env, **env.to_env()}
+        environ.setdefault("PYTHONUNBUFFERED", "1")
+        with open(log, "ab") as out:
+            out.write(f"--- kubetune: segment {env.segment} of {env.trial_id}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                self._resolve(self.command),
+                cwd=self.workdir,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.children[proc.pid] = proc
+        return {
+            "pid": proc.pid,
+            "trial": env.trial_id,
+            "segment": env.segment,
+            "log": str(log),
+            "portFile": str(port_file),
+            "started": time.time(),
+        }
+
+    def _metrics_url(self, handle: dict[str, Any]) -> str | None:
+        try:
+            port = int(Path(handle["portFile"]).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return f"http://127.0.0.1:{port}/metrics"
+
+    def _is_ours(self, handle: dict[str, Any]) -> bool:
+        """The pid still runs this trial's segment (not a reused pid)."""
+        pid = int(handle["pid"])
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        want = {
+            f"KUBETUNE_TRIAL={handle['trial']}".encode(),
+            f"KUBETUNE_SEGMENT={handle['segment']}".encode(),
+        }
+        return want <= set(environ)
+
+    def poll(self, handle: dict[str, Any]) -> SegmentStatus:
+        pid = int(handle["pid"])
+        proc = self.children.get(pid)
+        url = self._metrics_url(handle)
+        if proc is None:
+            # Adopted from a previous controller: no exit code to read, only liveness.
+            if self._is_ours(handle):
+                return SegmentStatus("running", metrics_url=url)
+            return SegmentStatus("lost", log_tail=tail(handle["log"]), metrics_url=url)
+        code = proc.poll()
+        if code is None:
+            return SegmentStatus("running", metrics_url=url)
+        del self.children[pid]
+        preempted = code == EXIT_PREEMPTED or (code < 0 and -code in PLATFORM_SIGNALS)
+        return SegmentStatus(
+            "exited",
+            exit_code=code,
+            preempted=preempted,
+            log_tail=tail(handle["log"]),
+            metrics_url=url,
+        )
+
+    def stop(self, handle: dict[str, Any]) -> None:
+        pid = int(handle["pid"])
+        if pid in self.children or self._is_ours(handle):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def changed(self) -> set[str] | None:
+        return None  # poll every live process
+
+    def close(self) -> None:
+        for proc in list(self.children.values()):
+            if proc.poll() is None:
+                proc.wait()

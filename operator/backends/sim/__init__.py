@@ -1,0 +1,1 @@
+"""`kubetune simulate`: the real controller on a virtual clock with learning-curve benchmarks."""

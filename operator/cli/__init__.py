@@ -1,0 +1,1 @@
+"""The `kubetune` command line: one module per command (see main.COMMANDS)."""

@@ -1,0 +1,87 @@
+"""`kubetune operator`: run the Kubernetes operator (kopf under the hood).
+
+Honours KUBECONFIG / in-cluster config, watches all namespaces or the given ones, serves its own
+Prometheus metrics on --metrics-port and kopf's liveness probe on --health-port (/healthz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+
+from prometheus_client import start_http_server
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument("--namespace", action="append", default=[], help="watch NS (repeatable)")
+    p.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    p.add_argument("--metrics-port", type=int, default=8080, help="operator metrics port")
+    p.add_argument("--health-port", type=int, default=8081, help="/healthz port")
+    p.add_argument("--peering", default="", help="kopf peering name (2 replicas); none: standalone")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; default: random per process, so replicas never tie",
+    )
+    p.add_argument("--prometheus-url", default=env("KUBETUNE_PROMETHEUS_URL", ""))
+    p.add_argument("--pushgateway-url", default=env("KUBETUNE_PUSHGATEWAY_URL", ""))
+    p.add_argument(
+        "--checkpoint-storage",
+        default=env("KUBETUNE_CHECKPOINT_STORAGE", ""),
+        help="default checkpoint root when a Study leaves spec.checkpoint.storage empty",
+    )
+    p.add_argument(
+        "--checkpoint-secret",
+        default=env("KUBETUNE_CHECKPOINT_SECRET", ""),
+        help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for trials (secretKeyRef)",
+    )
+    p.add_argument("--s3-endpoint-url", default=env("KUBETUNE_S3_ENDPOINT_URL", ""))
+    p.add_argument("--interval", type=float, default=5.0, help="reconcile period in seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from kubetune.operator.backends.k8s.handlers import OperatorSettings, register
+    from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    settings = OperatorSettings(
+        prometheus_url=args.prometheus_url,
+        pushgateway_url=args.pushgateway_url,
+        checkpoint_storage=args.checkpoint_storage,
+        checkpoint_secret=args.checkpoint_secret,
+        s3_endpoint_url=args.s3_endpoint_url,
+        interval=args.interval,
+        peering_priority=args.priority or random.SystemRandom().randint(1, 2**30),
+        metrics=metrics,
+    )
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
+    clusterwide = args.all_namespaces or not args.namespace
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                clusterwide=clusterwide,
+                namespaces=[] if clusterwide else list(args.namespace),
+                standalone=not args.peering,
+                peering_name=args.peering or None,
+                liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
+                if args.health_port
+                else None,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        settings.shutdown.set()
+    return 0

@@ -1,0 +1,112 @@
+"""`kubetune run STUDY.yaml`: the cluster's Study, run on this machine with local processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from kubetune.operator.backends.local.executor import LocalExecutor
+from kubetune.operator.backends.local.metrics import local_metrics
+from kubetune.operator.backends.local.progress import Progress
+from kubetune.operator.backends.local.store import JsonStateStore
+from kubetune.operator.controller.checkpoints import CheckpointLayout
+from kubetune.operator.controller.reconcile import Controller
+from kubetune.operator.report.files import write_outputs
+from kubetune.operator.spec.validation import load_single_study
+
+STATE_FILE = "state.json"
+
+
+class Interrupted(Exception):
+    pass
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="Study YAML file")
+    p.add_argument("--output", "-o", default=None, help="output folder (default runs/<name>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study in --output (the default when it holds a study)",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard an earlier run in --output")
+    p.add_argument("--quiet", "-q", action="store_true", help="no live progress view")
+    p.add_argument("--parallelism", type=int, default=None, help="override spec.budget.parallelism")
+
+
+def run(args: argparse.Namespace) -> int:
+    item = load_single_study(args.study, "run")
+    if item is None:
+        return 1
+    study = item.study
+    output = Path(args.output or Path("runs") / study.name).resolve()
+    doc = _document(args.study)
+    state_path = output / STATE_FILE
+    if args.fresh and output.exists():
+        shutil.rmtree(output)
+    store = JsonStateStore(state_path, doc)
+    stored = store.stored_study()
+    if stored is not None and stored.get("spec") != doc.get("spec"):
+        print(
+            f"{output} holds a run of a different spec of study {study.name!r}; "
+            "use --fresh to discard it or --output for another folder",
+            file=sys.stderr,
+        )
+        return 1
+    if stored is not None and not args.quiet:
+        print(f"resuming the study in {output}")
+    spec = study.spec
+    layout = CheckpointLayout(
+        root=spec.checkpoint.storage or (output / "checkpoints").as_uri(),
+        study=study.name,
+        s3_endpoint_url=spec.checkpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", ""),
+    )
+    executor = LocalExecutor(spec.trial_template, item.base_dir, output)
+    progress = Progress(study, quiet=args.quiet)
+    controller = Controller(
+        study,
+        executor,
+        store,
+        local_metrics(layout),
+        layout,
+        parallelism=args.parallelism,
+        every_step=spec.resource.max <= 500,
+        on_event=progress.event,
+    )
+    interval = min(spec.metrics.interval_seconds, 0.25)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        phase = controller.run(interval, on_tick=progress.tick)
+    except Interrupted as exc:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
+        controller.drain()
+        write_outputs(controller.state, spec, study.name, output)
+        print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
+        return 130
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    files = write_outputs(controller.state, spec, study.name, output)
+    progress.final(controller, files)
+    return 0 if phase == "Completed" else 1
+
+
+def _document(path: str) -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    doc: dict[str, Any] = json.loads(json.dumps(docs[0]))
+    return doc

@@ -1,0 +1,1 @@
+"""The backend-agnostic reconcile loop and the protocols backends implement for it."""

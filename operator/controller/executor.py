@@ -1,0 +1,56 @@
+"""The interface every executor (local processes, Kubernetes Jobs, the simulator) implements.
+
+The controller only ever launches a run segment, asks how it is doing, and stops it; everything
+backend-specific hides behind a JSON-serialisable `handle` that the controller persists with the
+trial, so a restarted controller can find (or give up on) the segment a previous one launched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from kubetune.trial.env import TrialEnv
+
+Status = Literal["running", "exited", "lost"]
+
+
+@dataclass(frozen=True)
+class SegmentStatus:
+    """How a launched segment is doing.
+
+    `lost`: no trace of the process any more (a controller restart, a deleted pod, a lost node)
+    and no exit code to judge by: the controller resumes it from its last checkpoint.
+    `preempted` marks an exit the platform caused (SIGTERM/eviction), never a trial failure.
+    """
+
+    status: Status
+    exit_code: int | None = None
+    preempted: bool = False
+    log_tail: str = ""
+    metrics_url: str | None = None  # where the segment's process publishes, when it is local
+    # Pod disruptions the platform absorbed since the last poll without ending the segment (a
+    # Job's replacement pod resumes from the checkpoint); still counted against the budget.
+    preemptions_absorbed: int = 0
+    preemption_message: str = ""
+
+
+class Executor(Protocol):
+    def launch(self, env: TrialEnv) -> dict[str, Any]:
+        """Start one segment; return its handle (persisted by the controller)."""
+
+    def poll(self, handle: dict[str, Any]) -> SegmentStatus:
+        """Observe the segment; must be cheap and safe to call repeatedly."""
+
+    def stop(self, handle: dict[str, Any]) -> None:
+        """Ask the segment to end (SIGTERM: it checkpoints and exits); idempotent."""
+
+    def close(self) -> None:
+        """Release executor resources (the controller is exiting)."""
+
+    def changed(self) -> set[str] | None:
+        """Trial ids whose segments have news since the last call, or None for "poll them all".
+
+        The simulator knows (it has thousands of live segments and one event at a time); the
+        process and Kubernetes executors answer None.
+        """

@@ -1,0 +1,472 @@
+"""The one reconcile loop: observe trials, ask the algorithm, act. Backend-agnostic.
+
+Every pass of `step()` is idempotent and safe to repeat after a crash, in the
+controller-runtime sense:
+- observe: poll each live segment through the executor and ask the backend's `MetricSource` what
+  it reported (a live scrape or PromQL, plus the durable milestone results that survive scrape
+  timing and the process's exit);
+- decide: feed each new milestone to the scheduler, in resource order, exactly once (a milestone
+  is "fed" once it is in the persisted `record.results`); ask `suggest()` for free slots;
+- act: persist first, then launch or stop. A crash between the two leaves a trial marked Running
+  without a process handle, which the next controller simply launches.
+
+The scheduler never holds a fact the persisted records lack, so a fresh controller rebuilds it
+with `restore(records)` and takes the same decisions as the one that died.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubetune.algorithms.base import (
+    Decision,
+    NewTrial,
+    Resume,
+    Segment,
+    record_from_action,
+)
+from kubetune.operator.controller.checkpoints import CheckpointLayout
+from kubetune.operator.controller.executor import Executor, SegmentStatus
+from kubetune.operator.controller.metrics import MetricSource
+from kubetune.operator.controller.state import (
+    Failure,
+    StateStore,
+    StudyState,
+    TrialState,
+    fmt_number,
+    params_text,
+)
+from kubetune.operator.spec.algorithms import make_scheduler
+from kubetune.operator.spec.model import Study
+from kubetune.trial.checkpoint import CheckpointStore
+from kubetune.trial.env import EXIT_BAD_REPORT, TrialEnv
+
+log = logging.getLogger("kubetune.controller")
+
+EventSink = Callable[[str, str, str], None]  # (trial id or "", reason, message)
+
+
+class Controller:
+    def __init__(
+        self,
+        study: Study,
+        executor: Executor,
+        store: StateStore,
+        metrics: MetricSource,
+        checkpoints: CheckpointLayout,
+        *,
+        parallelism: int | None = None,
+        every_step: bool = False,
+        on_event: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.study = study
+        self.spec = study.spec
+        self.executor = executor
+        self.store = store
+        self.metrics = metrics
+        self.layout = checkpoints
+        self.parallelism = parallelism or self.spec.budget.parallelism
+        self.on_event = on_event or (lambda trial, reason, message: None)
+        self.clock = clock
+        self.objectives = [o.metric for o in self.spec.objectives]
+        self.scheduler = make_scheduler(self.spec)
+        self.milestones = sorted(set(self.scheduler.milestones()))
+        self.decision_points = set(self.milestones)
+        # Locally, record every step durably too: exact learning curves for the plots. In a
+        # cluster only decision milestones become (bounded) Prometheus series.
+        self.every_step = every_step
+        loaded = store.load()
+        self.state = loaded or StudyState(started=clock())
+        self.scheduler.restore([t.record for t in self.state.ordered()])
+        self._dirty = loaded is None
+        self.draining = False  # set while stop_all() winds the study down for a later resume
+        # Trials holding a worker, kept as an index so a pass costs O(live), not O(history).
+        self.live: dict[str, TrialState] = {}
+        for t in self.state.ordered():
+            self._refresh(t)
+        self.failed_count = self.state.failed
+
+    # ------------------------------------------------------------------ helpers
+
+    def checkpoints(self, trial_id: str) -> CheckpointStore:
+        return self.layout.trial(trial_id)
+
+    def event(self, t: TrialState | None, reason: str, message: str) -> None:
+        trial_id = t.trial_id if t is not None else ""
+        if t is not None:
+            t.events.append(f"{reason}: {message}")
+        self.on_event(trial_id, reason, message)
+
+    @property
+    def done(self) -> bool:
+        return self.state.phase in ("Completed", "Failed")
+
+    def active(self) -> list[TrialState]:
+        """Trials holding (or about to hold) a worker: a live process or a pending launch."""
+        return sorted(self.live.values(), key=lambda t: t.record.index)
+
+    def _refresh(self, t: TrialState) -> None:
+        if t.handle is not None or t.record.phase == "Running":
+            self.live[t.trial_id] = t
+        else:
+            self.live.pop(t.trial_id, None)
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self) -> bool:
+        """One reconcile pass; True once the study has ended."""
+        if self.done:
+            return True
+        # An executor that knows which segments changed (the simulator) says so; else poll all.
+        changed = self.executor.changed()
+        for t in self.active():
+            if t.handle is None:
+                continue  # launched below
+            if changed is not None and t.trial_id not in changed:
+                continue
+            self._poll(t)
+        if self.failed_count > self.spec.budget.max_failed_trials:
+            self._fail_study(
+                "TooManyFailures",
+                f"{self.failed_count} trials failed (spec.budget.maxFailedTrials="
+                f"{self.spec.budget.max_failed_trials})",
+            )
+            return True
+        self._fill_slots()
+        self._save()
+        self._launch_pending()
+        if not self.active() and not self._has_runnable():
+            self.state.phase = "Completed"
+            self.state.finished = self.clock()
+            self.state.message = f"{len(self.state.trials)} trials"
+            self._dirty = True
+            self._save()
+            self.event(None, "StudyCompleted", self.state.message)
+            return True
+        return False
+
+    def _poll(self, t: TrialState) -> None:
+        assert t.handle is not None
+        status = self.executor.poll(t.handle)
+        if status.preemptions_absorbed:
+            self._absorbed_preemptions(t, status)
+        self._observe(t, status)
+        if status.status != "running":
+            self._segment_ended(t, status)
+        self._refresh(t)
+
+    def _has_runnable(self) -> bool:
+        return any(t.record.phase == "Running" for t in self.live.values())
+
+    # ------------------------------------------------------------------ observe
+
+    def _observe(self, t: TrialState, status: SegmentStatus) -> None:
+        seg = t.segment
+        seen = self.metrics.observe(t, status)
+        if seen.step is not None and seen.live and t.curve.get(seen.step) != seen.live:
+            t.curve[seen.step] = dict(seen.live)
+            self._dirty = True  # progress is visible in the persisted state
+        milestones = seen.milestones
+        for step in sorted(milestones):
+            if step <= seg.start or step in t.record.results or step > seg.stop_at:
+                continue
+            if t.curve.get(step) != milestones[step]:
+                t.curve[step] = dict(milestones[step])
+                self._dirty = True
+            if step not in self.decision_points and step != seg.stop_at:
+                continue  # a curve point, not a decision
+            if t.record.phase != "Running":
+                continue  # decided already (stopped/paused/failed): later reports don't count
+            if step == seg.stop_at and status.status == "running":
+                continue  # the segment's own end is decided when the process has exited
+            self._feed(t, step, milestones[step], status)
+
+    def _feed(
+        self, t: TrialState, step: int, values: dict[str, float], status: SegmentStatus
+    ) -> None:
+        missing = [m for m in self.objectives if m not in values]
+        if missing:
+            self._fail_trial(
+                t,
+                Failure(
+                    "MissingMetric",
+                    f"milestone {self.spec.resource.metric}={step} reported without "
+                    f"objective metric(s) {', '.join(missing)} (reported: "
+                    f"{', '.join(sorted(values)) or 'nothing'})",
+                ),
+            )
+            return
+        objective_values = {m: float(values[m]) for m in self.objectives}
+        t.record.results[step] = objective_values
+        self._dirty = True
+        decision = self.scheduler.on_report(t.trial_id, step, objective_values)
+        summary = ", ".join(f"{m}={fmt_number(v)}" for m, v in objective_values.items())
+        if step >= self.spec.resource.max:
+            t.record.phase = "Completed"
+            self.event(t, "Completed", f"{self.spec.resource.metric}={step}: {summary}")
+        elif decision is Decision.STOP:
+            t.record.phase = "Stopped"
+            self.event(t, "Stopped", f"at {self.spec.resource.metric}={step}: {summary}")
+        elif decision is Decision.PAUSE or step >= t.segment.stop_at:
+            t.record.phase = "Paused"
+            self.event(t, "Paused", f"at {self.spec.resource.metric}={step}: {summary}")
+        if t.record.phase != "Running" and status.status == "running" and t.handle:
+            t.stop_requested = t.record.phase
+            self.executor.stop(t.handle)
+
+    def _segment_ended(self, t: TrialState, status: SegmentStatus) -> None:
+        t.handle = None
+        self._dirty = True
+        self._remember_checkpoint(t)
+        if t.record.phase != "Running":
+            t.stop_requested = ""
+            return  # its end was our decision (stopped, paused, failed): nothing to judge
+        seg = t.segment
+        finished = seg.stop_at in t.record.results
+        if not finished:
+            # The last milestone may be in durable storage only (written just before exit).
+            self._observe(t, SegmentStatus("exited"))
+            finished = seg.stop_at in t.record.results or t.record.phase != "Running"
+        if finished:
+            return
+        if status.status == "lost":
+            t.restarts += 1
+            self.event(t, "Resumed", "process gone after a controller restart; resuming")
+            self._prepare_relaunch(t)
+        elif status.preempted and self.draining:
+            t.restarts += 1  # we asked it to stop (Ctrl-C): not the platform's preemption
+            self._prepare_relaunch(t)
+        elif status.preempted:
+            t.preemptions += 1
+            if self.state.preemptions > self.spec.budget.max_preemptions:
+                self._fail_trial(
+                    t,
+                    Failure(
+                        "PreemptionBudget",
+                        f"study preemptions exceed spec.budget.maxPreemptions "
+                        f"({self.spec.budget.max_preemptions})",
+                        status.exit_code,
+                    ),
+                )
+                return
+            self.event(t, "Preempted", f"exit {status.exit_code}; resuming from checkpoint")
+            self._prepare_relaunch(t)
+        elif status.exit_code == 0:
+            last = max([s for s in t.curve if s > seg.start], default=seg.start)
+            self._fail_trial(
+                t,
+                Failure(
+                    "ExitedEarly",
+                    f"exited 0 at {self.spec.resource.metric}={last} before reaching "
+                    f"{seg.stop_at} (no milestone result at {seg.stop_at})",
+                    0,
+                ),
+            )
+        else:
+            reason = "BadReport" if status.exit_code == EXIT_BAD_REPORT else "Crashed"
+            self._fail_trial(
+                t,
+                Failure(
+                    reason, f"exit code {status.exit_code}: {status.log_tail}", status.exit_code
+                ),
+            )
+
+    def _remember_checkpoint(self, t: TrialState) -> None:
+        try:
+            latest = self.checkpoints(t.trial_id).latest()
+        except Exception as exc:
+            log.warning("listing checkpoints of %s: %s", t.trial_id, exc)
+            return
+        if latest is not None:
+            t.checkpoint = latest.url
+
+    def _prepare_relaunch(self, t: TrialState) -> None:
+        """Run the current segment again from the trial's last committed checkpoint."""
+        latest = self.checkpoints(t.trial_id).latest()
+        if latest is not None and latest.resource >= t.segment.start:
+            t.restore_url = latest.url
+        t.record.phase = "Running"
+        t.handle = None
+
+    def _fail_trial(self, t: TrialState, failure: Failure) -> None:
+        t.failure = failure
+        t.record.phase = "Failed"
+        self.failed_count += 1
+        self._dirty = True
+        self.scheduler.on_trial_end(t.trial_id, "Failed")
+        self.event(t, "Failed", f"{failure.reason}: {failure.message}")
+        if t.handle is not None:
+            t.stop_requested = "Failed"
+            self.executor.stop(t.handle)
+        self._refresh(t)
+
+    def _fail_study(self, reason: str, message: str) -> None:
+        self.state.phase = "Failed"
+        self.state.message = f"{reason}: {message}"
+        self.state.finished = self.clock()
+        for t in self.state.trials.values():
+            if t.handle is not None:
+                self.executor.stop(t.handle)
+        self._dirty = True
+        self._save()
+        self.event(None, "StudyFailed", self.state.message)
+
+    # ------------------------------------------------------------------ decide + act
+
+    def _fill_slots(self) -> None:
+        if any(t.handle is not None and t.record.phase != "Running" for t in self.active()):
+            return  # a trial is still exiting: its checkpoint is not final yet, wait for it
+        while len(self.active()) < self.parallelism:
+            allow_new = len(self.state.trials) < self.spec.budget.max_trials
+            action = self.scheduler.suggest(allow_new)
+            if action is None:
+                return
+            self._apply(action)
+
+    def _apply(self, action: NewTrial | Resume) -> None:
+        self._dirty = True
+        if isinstance(action, NewTrial):
+            record = record_from_action(action)
+            record.phase = "Running"
+            t = TrialState(record=record)
+            self.state.trials[record.trial_id] = t
+            self._refresh(t)
+            self.event(t, "Started", params_text(record.params))
+            return
+        t = self.state.trials[action.trial_id]
+        ref = action.restore_from
+        start = ref.resource if ref is not None else 0
+        segment = Segment(
+            start=start,
+            stop_at=action.stop_at,
+            params=dict(action.params),
+            restore_from=ref,
+            reason=action.reason,
+        )
+        t.record.segments.append(segment)
+        # After a PBT exploit from a donor behind this member, results past `start` belong to
+        # the abandoned lineage; the new segment reports its own (the curve keeps the history).
+        t.record.results = {k: v for k, v in t.record.results.items() if k <= start}
+        t.record.params = dict(action.params)
+        t.record.phase = "Running"
+        self._refresh(t)
+        t.restore_url = ""
+        t.stop_requested = ""
+        if ref is not None:
+            t.restore_url = self._restore_url(t, ref.trial_id, ref.resource)
+        if ref is not None and ref.trial_id != t.trial_id:
+            self.event(
+                t,
+                "Exploited",
+                f"copied {ref.trial_id}@{ref.resource}; params {params_text(action.params)}",
+            )
+        else:
+            self.event(
+                t, action.reason.capitalize(), f"to {self.spec.resource.metric}={action.stop_at}"
+            )
+
+    def _restore_url(self, t: TrialState, source: str, resource: int) -> str:
+        """The checkpoint a resumed segment loads; a PBT donor's is copied into `t` first."""
+        store = self.checkpoints(source)
+        info = store.get(resource=resource)
+        if info is None:
+            candidates = [c for c in store.list() if c.resource <= resource]
+            info = candidates[-1] if candidates else None
+            self.event(t, "CheckpointMissing", f"{source}@{resource} not found; using {info}")
+        if info is None:
+            return ""
+        if source == t.trial_id:
+            return info.url
+        copied = store.copy_to(info, self.checkpoints(t.trial_id), t.segment_index, info.resource)
+        return copied.url
+
+    def _launch_pending(self) -> None:
+        launched = False
+        for t in self.active():
+            if t.handle is not None or t.record.phase != "Running":
+                continue
+            seg = t.segment
+            env = TrialEnv(
+                study=self.study.name,
+                trial_id=t.trial_id,
+                segment=t.segment_index,
+                params=dict(seg.params),
+                stop_at=seg.stop_at,
+                resource_metric=self.spec.resource.metric,
+                milestones=self._milestones_for(seg),
+                objectives=list(self.objectives),
+                checkpoint_url=self.checkpoints(t.trial_id).url,
+                restore_from=t.restore_url,
+                keep=self.spec.checkpoint.keep,
+                pushgateway_url=self.spec.metrics.pushgateway_url or "",
+                s3_endpoint_url=self.layout.s3_endpoint_url,
+            )
+            t.handle = self.executor.launch(env)
+            launched = True
+        if launched:
+            self._dirty = True
+            self._save()
+
+    def _milestones_for(self, seg: Segment) -> list[int]:
+        steps = {m for m in self.milestones if seg.start < m <= seg.stop_at} | {seg.stop_at}
+        if self.every_step:
+            steps |= set(range(seg.start + 1, seg.stop_at + 1))
+        return sorted(steps)
+
+    def _save(self) -> None:
+        if self._dirty:
+            self.store.save(self.state)
+            self._dirty = False
+
+    # ------------------------------------------------------------------ control
+
+    def _absorbed_preemptions(self, t: TrialState, status: SegmentStatus) -> None:
+        """Preemptions the platform absorbed without ending the segment (Kubernetes' Job
+        controller started a replacement pod); counted against the study's budget all the same.
+        """
+        t.preemptions += status.preemptions_absorbed
+        self._dirty = True
+        self.event(t, "Preempted", status.preemption_message)
+        if self.state.preemptions > self.spec.budget.max_preemptions and t.handle is not None:
+            self._fail_trial(
+                t,
+                Failure(
+                    "PreemptionBudget",
+                    f"study preemptions exceed spec.budget.maxPreemptions "
+                    f"({self.spec.budget.max_preemptions})",
+                ),
+            )
+
+    def stop_all(self) -> None:
+        """Ctrl-C: ask every live trial to checkpoint and exit; the study stays resumable."""
+        self.draining = True
+        for t in self.state.trials.values():
+            if t.handle is not None:
+                self.executor.stop(t.handle)
+
+    def drain(self, timeout: float = 60.0, poll_interval: float = 0.1) -> None:
+        """Stop every trial gracefully and record how each ended, so that a resume is exact."""
+        self.stop_all()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [t for t in self.state.trials.values() if t.handle is not None]
+            if not live:
+                break
+            for t in live:
+                self._poll(t)
+            time.sleep(poll_interval)
+        self._dirty = True
+        self._save()
+
+    def run(self, interval: float, on_tick: Callable[[Controller], Any] | None = None) -> str:
+        while not self.step():
+            if on_tick is not None:
+                on_tick(self)
+            time.sleep(interval)
+        if on_tick is not None:
+            on_tick(self)
+        return self.state.phase

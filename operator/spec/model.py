@@ -1,0 +1,393 @@
+"""The Study spec model: the single source of the `Study` schema.
+
+The CRD's openAPIV3Schema (crds/), the generated reference (docs/reference/study.md) and the parser
+all come from these dataclasses through `kubetune.operator.spec.schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubetune.operator.spec.schema import spec_field
+
+GROUP = "kubetune.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+ALGORITHMS = ("random", "grid", "sobol", "asha", "hyperband", "pbt", "mopbt", "moasha")
+PARAM_TYPES = ("float", "int", "categorical", "fixed")
+METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+
+
+@dataclass(kw_only=True)
+class ObjectiveSpec:
+    """A metric the trials report and the direction that is better."""
+
+    metric: str = spec_field(
+        "Name of the metric as the trial reports it (a Prometheus metric-name-safe string).",
+        pattern=METRIC_NAME,
+        max_length=128,
+    )
+    goal: str = spec_field(
+        "Whether lower or higher values are better.",
+        default="minimize",
+        enum=("minimize", "maximize"),
+    )
+
+
+@dataclass(kw_only=True)
+class ParameterSpec:
+    """One hyperparameter: its type and range."""
+
+    CEL_RULES = (
+        (
+            "self.type != 'float' && self.type != 'int' || (has(self.low) && has(self.high))",
+            "float and int parameters need low and high",
+        ),
+        (
+            "!has(self.low) || !has(self.high) || self.low <= self.high",
+            "low must be <= high",
+        ),
+        (
+            "self.type != 'categorical' || (has(self.values) && size(self.values) > 0)",
+            "categorical parameters need a non-empty values list",
+        ),
+        ("self.type != 'fixed' || has(self.value)", "fixed parameters need a value"),
+    )
+
+    type: str = spec_field("Kind of parameter.", enum=PARAM_TYPES)
+    low: float | None = spec_field("Lower bound (float, int).", default=None)
+    high: float | None = spec_field("Upper bound, inclusive (float, int).", default=None)
+    log: bool = spec_field(
+        "Sample and perturb on a log scale (float, int); needs low > 0.", default=False
+    )
+    values: list[Any] | None = spec_field(
+        "The choices of a categorical parameter (strings, numbers or booleans).",
+        default=None,
+        any_value=True,
+        min_items=1,
+    )
+    value: Any = spec_field("The value of a fixed parameter.", default=None, any_value=True)
+
+
+@dataclass(kw_only=True)
+class ResourceSpec:
+    """The progress counter trials report (e.g. epochs) and the range a trial trains over."""
+
+    CEL_RULES = (("self.min <= self.max", "min must be <= max"),)
+
+    metric: str = spec_field(
+        "Name of the progress counter the trial reports steps in.",
+        default="epoch",
+        pattern=METRIC_NAME,
+    )
+    min: int = spec_field(
+        "Smallest resource a trial is evaluated at (ASHA's r, the first rung).",
+        default=1,
+        minimum=1,
+    )
+    max: int = spec_field("Resource at which a trial is complete (ASHA's R).", minimum=1)
+
+
+@dataclass(kw_only=True)
+class GridSettings:
+    """Settings of the `grid` algorithm."""
+
+    grid_points: int = spec_field(
+        "Points per float or int parameter (in its own scale); categoricals use all values.",
+        default=5,
+        minimum=2,
+        maximum=1000,
+    )
+
+
+@dataclass(kw_only=True)
+class AshaSettings:
+    """Settings of `asha` and `moasha` (Li et al. 2020; Schmucker et al. 2021)."""
+
+    eta: int = spec_field(
+        "Reduction factor: rungs at min·eta^k; the top 1/eta of a rung is promoted.",
+        default=3,
+        minimum=2,
+        maximum=100,
+    )
+    mode: str = spec_field(
+        "promotion pauses trials at each rung and resumes the promoted ones from their "
+        "checkpoint; stopping lets trials run on and stops those outside the top 1/eta.",
+        default="promotion",
+        enum=("promotion", "stopping"),
+    )
+    searcher: str = spec_field(
+        "How new configurations are drawn: model (a TPE density-ratio model of the results so "
+        "far at the highest well-populated rung, one proposal in ten random), random or sobol.",
+        default="model",
+        enum=("model", "random", "sobol"),
+    )
+    random_fraction: float | None = spec_field(
+        "Share of the model searcher's proposals drawn at random (exploration); default 0.1.",
+        default=None,
+        minimum=0.0,
+        maximum=1.0,
+    )
+
+
+@dataclass(kw_only=True)
+class HyperbandSettings(AshaSettings):
+    """Settings of `hyperband`: asynchronous Hyperband, several ASHA brackets (ASHA's settings
+    plus the number of brackets)."""
+
+    brackets: int | None = spec_field(
+        "Number of brackets (the most aggressive first); default: all that fit between min "
+        "and max.",
+        default=None,
+        minimum=1,
+        maximum=20,
+    )
+
+
+@dataclass(kw_only=True)
+class PbtSettings:
+    """Settings of `pbt` and `mopbt` (Jaderberg et al. 2017; Dushatskiy et al. 2023)."""
+
+    population_size: int = spec_field(
+        "Members trained in parallel and compared with each other.",
+        default=8,
+        minimum=2,
+        maximum=1000,
+    )
+    perturbation_interval: int | None = spec_field(
+        "Resource between two exploit/explore steps of a member; default: a tenth of "
+        "resource.max (at least 1).",
+        default=None,
+        minimum=1,
+    )
+    quantile: float = spec_field(
+        "Fraction of the population in the bottom (copies) and top (donors) groups.",
+        default=0.25,
+        minimum=0.0,
+        maximum=0.5,
+        exclusive_minimum=True,
+    )
+    resample_probability: float = spec_field(
+        "Probability that explore resamples a parameter from the search space instead of "
+        "perturbing it.",
+        default=0.25,
+        minimum=0.0,
+        maximum=1.0,
+    )
+    perturb_factors: list[float] = spec_field(
+        "Factors a float or int parameter is multiplied by when perturbed (one drawn at random).",
+        default_factory=lambda: [0.8, 1.2],
+        minimum=0.0,
+        exclusive_minimum=True,
+        min_items=1,
+    )
+
+
+ALGORITHM_SETTINGS: dict[str, tuple[str, type] | None] = {
+    "random": None,
+    "sobol": None,
+    "grid": ("grid", GridSettings),
+    "asha": ("asha", AshaSettings),
+    "moasha": ("moasha", AshaSettings),
+    "hyperband": ("hyperband", HyperbandSettings),
+    "pbt": ("pbt", PbtSettings),
+    "mopbt": ("mopbt", PbtSettings),
+}
+
+
+@dataclass(kw_only=True)
+class AlgorithmSpec:
+    """Which algorithm decides, with its settings (only the block named by `name` may be set)."""
+
+    CEL_RULES = tuple(
+        (f"!has(self.{key}) || self.name == '{name}'", f"{key} is set but name is not {name}")
+        for name, entry in ALGORITHM_SETTINGS.items()
+        if entry is not None
+        for key in [entry[0]]
+    )
+
+    name: str = spec_field("The search or scheduling algorithm.", enum=ALGORITHMS)
+    seed: int = spec_field(
+        "Seed of every random choice: a study with the same seed and results makes the same "
+        "decisions.",
+        default=0,
+        minimum=0,
+        maximum=2**31 - 1,
+    )
+    grid: GridSettings | None = spec_field("Settings when name is grid.", default=None)
+    asha: AshaSettings | None = spec_field("Settings when name is asha.", default=None)
+    moasha: AshaSettings | None = spec_field("Settings when name is moasha.", default=None)
+    hyperband: HyperbandSettings | None = spec_field(
+        "Settings when name is hyperband.", default=None
+    )
+    pbt: PbtSettings | None = spec_field("Settings when name is pbt.", default=None)
+    mopbt: PbtSettings | None = spec_field("Settings when name is mopbt.", default=None)
+
+    def settings(self) -> Any:
+        """The settings block of the chosen algorithm, defaults filled in; None if it has none."""
+        entry = ALGORITHM_SETTINGS[self.name]
+        if entry is None:
+            return None
+        key, cls = entry
+        value = getattr(self, key)
+        return value if value is not None else cls()
+
+
+@dataclass(kw_only=True)
+class BudgetSpec:
+    """How much the study may spend."""
+
+    max_trials: int = spec_field(
+        "Configurations the study may start in all (PBT: its population counts).",
+        default=20,
+        minimum=1,
+        maximum=100000,
+    )
+    parallelism: int = spec_field(
+        "Trials running at the same time (GPUs the study may hold).",
+        default=1,
+        minimum=1,
+        maximum=10000,
+    )
+    max_failed_trials: int = spec_field(
+        "Failed trials (crashes, not preemptions) after which the study fails.",
+        default=3,
+        minimum=0,
+    )
+    max_preemptions: int = spec_field(
+        "Preemptions (evictions, lost nodes) the study absorbs by resuming from checkpoints "
+        "before it fails; they never count as trial failures.",
+        default=100,
+        minimum=0,
+    )
+
+
+@dataclass(kw_only=True)
+class CheckpointSpec:
+    """Where trials keep their checkpoints."""
+
+    storage: str = spec_field(
+        "fsspec URL of the checkpoint root: s3://bucket/prefix (MinIO, Ceph, AWS), gs://..., "
+        "file:///path. Empty: the operator's default (in the chart), or the run's output "
+        "folder for `kubetune run`.",
+        default="",
+        pattern=r"(|[a-z][a-z0-9+.-]*://.*)",
+    )
+    keep: int = spec_field(
+        "Committed checkpoints kept per trial (older ones are deleted).",
+        default=2,
+        minimum=1,
+        maximum=100,
+    )
+    endpoint_url: str | None = spec_field(
+        "S3 endpoint for S3-compatible servers (MinIO, Ceph).", default=None
+    )
+    secret_name: str | None = spec_field(
+        "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, given to trials by secretKeyRef.",
+        default=None,
+        pattern=r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
+    )
+    delete_on_completion: bool = spec_field(
+        "Delete the study's checkpoints when the study is deleted.", default=False
+    )
+
+
+@dataclass(kw_only=True)
+class MetricsSpec:
+    """Where the controller reads the trials' metrics."""
+
+    source: str = spec_field(
+        "prometheus: PromQL against prometheusUrl; scrape: the controller scrapes the trials' "
+        "/metrics itself (`kubetune run`); auto: prometheus in a cluster, scrape locally.",
+        default="auto",
+        enum=("auto", "prometheus", "scrape"),
+    )
+    prometheus_url: str | None = spec_field(
+        "Prometheus HTTP API base URL; default from the operator's settings.", default=None
+    )
+    pushgateway_url: str | None = spec_field(
+        "Pushgateway trials push their milestones to (survives pod exit).", default=None
+    )
+    interval_seconds: float = spec_field(
+        "How often the controller polls metrics.",
+        default=1.0,
+        minimum=0.05,
+        maximum=3600,
+    )
+
+
+@dataclass(kw_only=True)
+class StudySpec:
+    """What to tune, how, with which budget, and how to run one trial."""
+
+    objectives: list[ObjectiveSpec] = spec_field(
+        "Metrics to optimise; two or more make the study multi-objective.",
+        min_items=1,
+        max_items=8,
+    )
+    search_space: dict[str, ParameterSpec] = spec_field(
+        "The hyperparameters, by name.", min_properties=1, pattern=PARAM_NAME
+    )
+    resource: ResourceSpec = spec_field("The progress counter and its range.")
+    algorithm: AlgorithmSpec = spec_field("The algorithm and its settings.")
+    trial_template: dict[str, Any] = spec_field(
+        "Pod template of one trial (image, command, GPU requests, node selectors, "
+        "tolerations). `kubetune run` runs the first container's command as a local process.",
+        embedded_object=True,
+    )
+    budget: BudgetSpec = spec_field("Budget.", default_factory=BudgetSpec)
+    checkpoint: CheckpointSpec = spec_field("Checkpoint storage.", default_factory=CheckpointSpec)
+    metrics: MetricsSpec = spec_field("Metrics source.", default_factory=MetricsSpec)
+
+
+@dataclass(kw_only=True)
+class Metadata:
+    """The part of the object metadata kubetune reads."""
+
+    name: str = spec_field(
+        "Study name (DNS label); trials are named <study>-<trial>.",
+        pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
+        max_length=47,
+    )
+    namespace: str | None = spec_field("Namespace.", default=None)
+    labels: dict[str, str] | None = spec_field("Labels.", default=None)
+    annotations: dict[str, str] | None = spec_field("Annotations.", default=None)
+
+
+@dataclass(kw_only=True)
+class Study:
+    """A whole Study document."""
+
+    api_version: str = spec_field("Must be kubetune.io/v1alpha1.", enum=(API_VERSION,))
+    kind: str = spec_field("Must be Study.", enum=("Study",))
+    metadata: Metadata = spec_field("Object metadata.")
+    spec: StudySpec = spec_field("The study.")
+    status: dict[str, Any] = spec_field(
+        "Written by the operator.", default_factory=dict, embedded_object=True
+    )
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+__all__ = [
+    "ALGORITHMS",
+    "API_VERSION",
+    "AlgorithmSpec",
+    "AshaSettings",
+    "BudgetSpec",
+    "CheckpointSpec",
+    "GridSettings",
+    "HyperbandSettings",
+    "MetricsSpec",
+    "ObjectiveSpec",
+    "ParameterSpec",
+    "PbtSettings",
+    "ResourceSpec",
+    "Study",
+    "StudySpec",
+]

@@ -1,0 +1,323 @@
+"""Loading and checking Study documents: every problem found, each named by its field path.
+
+Structural problems (unknown fields, wrong types, enums, bounds) come from the schema walk in
+`kubetune.operator.spec.schema`; the cross-field rules a schema cannot express live here. A spec is
+either wholly valid or rejected with all of its problems, so nothing is ever half-applied.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubetune.algorithms.registry import MAX_OBJECTIVES, MIN_OBJECTIVES
+from kubetune.operator.spec.model import (
+    ALGORITHM_SETTINGS,
+    PbtSettings,
+    Study,
+    StudySpec,
+)
+from kubetune.operator.spec.schema import SpecError, parse_dataclass
+
+MULTI_OBJECTIVE_ALTERNATIVE = {"asha": "moasha", "hyperband": "moasha", "pbt": "mopbt"}
+
+
+class StudyInvalid(Exception):
+    """Raised with every problem of a Study; str() is one `path: reason` line per problem."""
+
+    def __init__(self, errors: list[SpecError], source: str = "") -> None:
+        self.errors = errors
+        self.source = source
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    study: Study
+    source: str  # file path (or "<stdin>") for messages
+    base_dir: Path  # where relative paths in the trial command resolve
+
+
+def parse_study(doc: Any, source: str = "<memory>") -> Study:
+    """A validated Study from a plain dict, or StudyInvalid with all of its problems."""
+    errors: list[SpecError] = []
+    study = parse_dataclass(Study, doc, "", errors)
+    errors = [SpecError(e.path.lstrip("."), e.reason) for e in errors]
+    if study is not None:
+        errors.extend(check_spec(study.spec))
+    elif isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
+        # The document is broken somewhere, but report the semantic problems of a spec that
+        # parsed, so one run of `kubetune validate` names all of them.
+        spec_errors: list[SpecError] = []
+        spec = parse_dataclass(StudySpec, doc["spec"], "spec", spec_errors)
+        if spec is not None:
+            errors.extend(check_spec(spec))
+    if errors:
+        raise StudyInvalid(errors, source)
+    assert study is not None
+    return study
+
+
+def load_study_file(path: str | Path) -> list[LoadedStudy]:
+    """Every Study in a YAML file (multi-document files allowed)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StudyInvalid([SpecError(source, f"cannot read: {exc.strerror}")], source) from exc
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc)
+        error = SpecError(source, f"YAML syntax error at {where}: {problem}")
+        raise StudyInvalid([error], source) from exc
+    if not docs:
+        raise StudyInvalid([SpecError(source, "no YAML document in file")], source)
+    loaded = []
+    all_errors: list[SpecError] = []
+    for i, doc in enumerate(docs):
+        try:
+            study = parse_study(doc, source)
+        except StudyInvalid as exc:
+            prefix = f"[document {i}] " if len(docs) > 1 else ""
+            all_errors.extend(SpecError(prefix + e.path, e.reason) for e in exc.errors)
+            continue
+        loaded.append(LoadedStudy(study, source, path.resolve().parent))
+    if all_errors:
+        raise StudyInvalid(all_errors, source)
+    return loaded
+
+
+def load_single_study(path: str, verb: str = "run") -> LoadedStudy | None:
+    """The one Study of a file for a command that takes one (run, simulate); on any problem,
+    every error is printed as `file: path: reason` on stderr and None is returned."""
+    try:
+        loaded = load_study_file(path)
+    except StudyInvalid as exc:
+        for error in exc.errors:
+            print(f"{path}: {error}", file=sys.stderr)
+        return None
+    if len(loaded) != 1:
+        print(f"{path}: holds {len(loaded)} studies; {verb} one at a time", file=sys.stderr)
+        return None
+    return loaded[0]
+
+
+def check_spec(spec: StudySpec) -> list[SpecError]:
+    """The cross-field rules: search space, resource, objectives vs algorithm, settings, budget."""
+    errors: list[SpecError] = []
+    errors.extend(_check_search_space(spec))
+    algo = spec.algorithm
+
+    low, high = MIN_OBJECTIVES[algo.name], MAX_OBJECTIVES[algo.name]
+    n = len(spec.objectives)
+    if n < low:
+        errors.append(
+            SpecError(
+                "spec.objectives",
+                f"algorithm {algo.name} is multi-objective and needs at least {low} objectives, "
+                f"got {n}",
+            )
+        )
+    elif high is not None and n > high:
+        alternative = MULTI_OBJECTIVE_ALTERNATIVE.get(algo.name)
+        hint = f" (use {alternative} for several objectives)" if alternative else ""
+        errors.append(
+            SpecError(
+                "spec.objectives",
+                f"algorithm {algo.name} can use only {high} objective, got {n}{hint}",
+            )
+        )
+    seen: set[str] = set()
+    for i, objective in enumerate(spec.objectives):
+        if objective.metric in seen:
+            errors.append(
+                SpecError(f"spec.objectives[{i}].metric", f"duplicate metric {objective.metric!r}")
+            )
+        seen.add(objective.metric)
+        if objective.metric == spec.resource.metric:
+            errors.append(
+                SpecError(
+                    f"spec.objectives[{i}].metric",
+                    f"{objective.metric!r} is the resource counter (spec.resource.metric), "
+                    "not an objective",
+                )
+            )
+
+    res = spec.resource
+    if res.min > res.max:
+        errors.append(
+            SpecError(
+                "spec.resource.min", f"must be <= spec.resource.max ({res.max}), got {res.min}"
+            )
+        )
+
+    for name, entry in ALGORITHM_SETTINGS.items():
+        if entry is None or name == algo.name:
+            continue
+        if getattr(algo, entry[0]) is not None:
+            errors.append(
+                SpecError(
+                    f"spec.algorithm.{entry[0]}",
+                    f"settings for {name}, but spec.algorithm.name is {algo.name}",
+                )
+            )
+
+    settings = algo.settings()
+    if algo.name in ("asha", "moasha", "hyperband") and res.min <= res.max:
+        eta = settings.eta
+        if res.min * eta > res.max:
+            errors.append(
+                SpecError(
+                    "spec.resource.max",
+                    f"{algo.name} with eta={eta} needs resource.max >= resource.min*eta "
+                    f"= {res.min * eta} to have a rung to promote to, got {res.max}",
+                )
+            )
+    if isinstance(settings, PbtSettings):
+        errors.extend(_check_pbt(spec, settings))
+    if algo.name == "grid":
+        pass  # a grid larger than maxTrials is allowed: the study samples its first maxTrials
+    return errors
+
+
+def _check_pbt(spec: StudySpec, settings: PbtSettings) -> list[SpecError]:
+    errors = []
+    path = f"spec.algorithm.{spec.algorithm.name}"
+    size = settings.population_size
+    group = math.floor(settings.quantile * size)
+    if group < 1:
+        need = math.ceil(1 / settings.quantile)
+        errors.append(
+            SpecError(
+                f"{path}.populationSize",
+                f"{size} members with quantile {settings.quantile} leave the bottom and top "
+                f"groups empty, so no member would ever be exploited: need at least {need}",
+            )
+        )
+    if size > spec.budget.max_trials:
+        errors.append(
+            SpecError(
+                "spec.budget.maxTrials",
+                f"must be >= {path}.populationSize ({size}): every member is a trial, "
+                f"got {spec.budget.max_trials}",
+            )
+        )
+    interval = settings.perturbation_interval
+    span = spec.resource.max
+    if interval is not None and interval >= span:
+        errors.append(
+            SpecError(
+                f"{path}.perturbationInterval",
+                f"must be < resource.max ({span}) or members never exploit, got {interval}",
+            )
+        )
+    if not any(p.type != "fixed" for p in spec.search_space.values()):
+        errors.append(
+            SpecError("spec.searchSpace", "PBT needs at least one non-fixed parameter to explore")
+        )
+    return errors
+
+
+def _check_search_space(spec: StudySpec) -> list[SpecError]:
+    errors: list[SpecError] = []
+    allowed = {
+        "float": {"low", "high", "log"},
+        "int": {"low", "high", "log"},
+        "categorical": {"values"},
+        "fixed": {"value"},
+    }
+    for name, p in spec.search_space.items():
+        path = f"spec.searchSpace.{name}"
+        present = {
+            key
+            for key, value in (
+                ("low", p.low),
+                ("high", p.high),
+                ("log", p.log or None),
+                ("values", p.values),
+                ("value", p.value),
+            )
+            if value is not None
+        }
+        for key in sorted(present - allowed[p.type]):
+            errors.append(SpecError(f"{path}.{key}", f"does not apply to a {p.type} parameter"))
+        if p.type in ("float", "int"):
+            for key in ("low", "high"):
+                if getattr(p, key) is None:
+                    errors.append(SpecError(f"{path}.{key}", f"required for a {p.type} parameter"))
+            if p.low is None or p.high is None:
+                continue
+            if p.type == "int":
+                for key in ("low", "high"):
+                    value = getattr(p, key)
+                    if not float(value).is_integer():
+                        errors.append(
+                            SpecError(f"{path}.{key}", f"must be a whole number, got {value}")
+                        )
+            if p.low > p.high:
+                errors.append(SpecError(f"{path}.low", f"must be <= high ({p.high}), got {p.low}"))
+            elif p.type == "float" and p.low == p.high:
+                errors.append(
+                    SpecError(f"{path}.high", f"must be > low ({p.low}); use type fixed instead")
+                )
+            if p.log and p.low <= 0:
+                errors.append(SpecError(f"{path}.low", "must be > 0 for a log-scaled parameter"))
+        elif p.type == "categorical":
+            if p.values is None:
+                errors.append(SpecError(f"{path}.values", "required for a categorical parameter"))
+            else:
+                seen: list[Any] = []
+                for i, v in enumerate(p.values):
+                    if v in seen:
+                        errors.append(SpecError(f"{path}.values[{i}]", f"duplicate value {v!r}"))
+                    seen.append(v)
+        elif p.type == "fixed" and p.value is None:
+            errors.append(SpecError(f"{path}.value", "required for a fixed parameter"))
+    errors.extend(_check_trial_template(spec.trial_template))
+    return errors
+
+
+def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
+    path = "spec.trialTemplate"
+    pod_spec = template.get("spec")
+    if not isinstance(pod_spec, dict):
+        return [SpecError(f"{path}.spec", "required: a pod spec with at least one container")]
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        return [SpecError(f"{path}.spec.containers", "must be a non-empty list of containers")]
+    errors = []
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict):
+            errors.append(SpecError(f"{path}.spec.containers[{i}]", "must be an object"))
+            continue
+        if not c.get("name"):
+            errors.append(SpecError(f"{path}.spec.containers[{i}].name", "required"))
+    first = containers[0]
+    if isinstance(first, dict):
+        command = first.get("command")
+        if command is None:
+            errors.append(
+                SpecError(
+                    f"{path}.spec.containers[0].command",
+                    "required: the trial's training command",
+                )
+            )
+        elif not isinstance(command, list) or not all(isinstance(x, str) for x in command):
+            errors.append(
+                SpecError(f"{path}.spec.containers[0].command", "must be a list of strings")
+            )
+        args = first.get("args")
+        if args is not None and (
+            not isinstance(args, list) or not all(isinstance(x, str) for x in args)
+        ):
+            errors.append(SpecError(f"{path}.spec.containers[0].args", "must be a list of strings"))
+    return errors

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(output)
     store = JsonStateStore(state_path, doc)
     stored = store.stored_study()
+    # A run's identity: everything it writes lives under <storage>/<study>/<run id>, so a fresh
+    # run never restores or reads an earlier run's checkpoints and results, wherever they are.
+    stored_run = store.stored_run_id()
+    store.run_id = stored_run if stored_run is not None else uuid.uuid4().hex[:12]
     if stored is not None and stored.get("spec") != doc.get("spec"):
         print(
             f"{output} holds a run of a different spec of study {study.name!r}; "
@@ -65,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if stored is not None and not args.quiet:
         print(f"resuming the study in {output}")
     spec = study.spec
-    layout = CheckpointLayout(
-        root=spec.checkpoint.storage or (output / "checkpoints").as_uri(),
-        study=study.name,
+    layout = CheckpointLayout.for_run(
+        spec.checkpoint.storage or (output / "checkpoints").as_uri(),
+        study.name,
+        store.run_id,
         s3_endpoint_url=spec.checkpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", ""),
     )
     executor = LocalExecutor(spec.trial_template, item.base_dir, output)
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         layout,
         parallelism=args.parallelism,
         every_step=spec.resource.max <= 500,
+        run_id=store.run_id,
         on_event=progress.event,
     )
     interval = min(spec.metrics.interval_seconds, 0.25)
@@ -95,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
         controller.drain()
-        write_outputs(controller.state, spec, study.name, output)
+        write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    files = write_outputs(controller.state, spec, study.name, output)
+    files = write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
     progress.final(controller, files)
     return 0 if phase == "Completed" else 1
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubetune.algorithms.base import (
+    CheckpointRef,
     Decision,
     NewTrial,
     Resume,
@@ -41,12 +43,34 @@ from kubetune.operator.controller.state import (
 )
 from kubetune.operator.spec.algorithms import make_scheduler
 from kubetune.operator.spec.model import Study
-from kubetune.trial.checkpoint import CheckpointStore
+from kubetune.trial.checkpoint import CheckpointStore, parse_checkpoint_name
 from kubetune.trial.env import EXIT_BAD_REPORT, TrialEnv
 
 log = logging.getLogger("kubetune.controller")
 
 EventSink = Callable[[str, str, str], None]  # (trial id or "", reason, message)
+
+# Seconds between attempts to copy a PBT donor's checkpoint; after the last, the exploit is
+# abandoned (recorded on the trial), never replaced by a silent fresh start.
+EXPLOIT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+
+class DonorCheckpointMissing(Exception):
+    """The donor's checkpoint at the exploit's step does not exist (retrying will not help)."""
+
+
+@dataclass
+class PendingExploit:
+    action: Resume
+    attempts: int = 0
+    next_try: float = 0.0
+    error: str = ""
+
+
+def _checkpoint_step(url: str) -> int:
+    """The step a segment restores from (0: from scratch), read from the checkpoint's name."""
+    parsed = parse_checkpoint_name(url) if url else None
+    return parsed[1] if parsed is not None else 0
 
 
 class Controller:
@@ -60,6 +84,7 @@ class Controller:
         *,
         parallelism: int | None = None,
         every_step: bool = False,
+        run_id: str = "",
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -67,6 +92,7 @@ class Controller:
         self.spec = study.spec
         self.executor = executor
         self.store = store
+        self.run_id = run_id  # labels the trials' series (the Study UID, a local run id)
         self.metrics = metrics
         self.layout = checkpoints
         self.parallelism = parallelism or self.spec.budget.parallelism
@@ -84,6 +110,9 @@ class Controller:
         self.scheduler.restore([t.record for t in self.state.ordered()])
         self._dirty = loaded is None
         self.draining = False  # set while stop_all() winds the study down for a later resume
+        # Exploits whose donor copy failed, waiting for a retry (memory only: a restarted
+        # controller rebuilds the scheduler, which decides the same exploit again).
+        self.pending_exploits: dict[str, PendingExploit] = {}
         # Trials holding a worker, kept as an index so a pass costs O(live), not O(history).
         self.live: dict[str, TrialState] = {}
         for t in self.state.ordered():
@@ -139,7 +168,7 @@ class Controller:
         self._fill_slots()
         self._save()
         self._launch_pending()
-        if not self.active() and not self._has_runnable():
+        if not self.active() and not self._has_runnable() and not self.pending_exploits:
             self.state.phase = "Completed"
             self.state.finished = self.clock()
             self.state.message = f"{len(self.state.trials)} trials"
@@ -224,6 +253,7 @@ class Controller:
         self._remember_checkpoint(t)
         if t.record.phase != "Running":
             t.stop_requested = ""
+            self._prune_checkpoints(t)
             return  # its end was our decision (stopped, paused, failed): nothing to judge
         seg = t.segment
         finished = seg.stop_at in t.record.results
@@ -232,6 +262,7 @@ class Controller:
             self._observe(t, SegmentStatus("exited"))
             finished = seg.stop_at in t.record.results or t.record.phase != "Running"
         if finished:
+            self._prune_checkpoints(t)
             return
         if status.status == "lost":
             t.restarts += 1
@@ -320,12 +351,18 @@ class Controller:
     def _fill_slots(self) -> None:
         if any(t.handle is not None and t.record.phase != "Running" for t in self.active()):
             return  # a trial is still exiting: its checkpoint is not final yet, wait for it
+        if self.pending_exploits:
+            self._retry_exploits()
+            if self.pending_exploits:
+                return  # storage is failing: no new decisions until the copies settle
         while len(self.active()) < self.parallelism:
             allow_new = len(self.state.trials) < self.spec.budget.max_trials
             action = self.scheduler.suggest(allow_new)
             if action is None:
                 return
             self._apply(action)
+            if self.pending_exploits:
+                return
 
     def _apply(self, action: NewTrial | Resume) -> None:
         self._dirty = True
@@ -338,6 +375,34 @@ class Controller:
             self.event(t, "Started", params_text(record.params))
             return
         t = self.state.trials[action.trial_id]
+        ref = action.restore_from
+        if ref is None or ref.trial_id == t.trial_id:
+            self._record_resume(t, action, self._own_restore_url(t, ref))
+            self.event(
+                t, action.reason.capitalize(), f"to {self.spec.resource.metric}={action.stop_at}"
+            )
+            return
+        # An exploit: copy the donor's checkpoint first, record the decision only once the copy
+        # is committed, so a storage error never leaves a record that says "continues the
+        # donor" over a process that starts from scratch.
+        try:
+            url = self._copy_donor(t, ref)
+        except DonorCheckpointMissing as exc:
+            self.pending_exploits.pop(t.trial_id, None)
+            self._abandon_exploit(t, action, str(exc))
+            return
+        except Exception as exc:  # storage error: retried with backoff, then abandoned
+            self._exploit_failed(t, action, exc)
+            return
+        self.pending_exploits.pop(t.trial_id, None)
+        self._record_resume(t, action, url)
+        self.event(
+            t,
+            "Exploited",
+            f"copied {ref.trial_id}@{ref.resource}; params {params_text(action.params)}",
+        )
+
+    def _record_resume(self, t: TrialState, action: Resume, restore_url: str) -> None:
         ref = action.restore_from
         start = ref.resource if ref is not None else 0
         segment = Segment(
@@ -353,36 +418,105 @@ class Controller:
         t.record.results = {k: v for k, v in t.record.results.items() if k <= start}
         t.record.params = dict(action.params)
         t.record.phase = "Running"
-        self._refresh(t)
-        t.restore_url = ""
+        t.restore_url = restore_url
         t.stop_requested = ""
-        if ref is not None:
-            t.restore_url = self._restore_url(t, ref.trial_id, ref.resource)
-        if ref is not None and ref.trial_id != t.trial_id:
-            self.event(
-                t,
-                "Exploited",
-                f"copied {ref.trial_id}@{ref.resource}; params {params_text(action.params)}",
-            )
-        else:
-            self.event(
-                t, action.reason.capitalize(), f"to {self.spec.resource.metric}={action.stop_at}"
-            )
+        self._dirty = True
+        self._refresh(t)
 
-    def _restore_url(self, t: TrialState, source: str, resource: int) -> str:
-        """The checkpoint a resumed segment loads; a PBT donor's is copied into `t` first."""
-        store = self.checkpoints(source)
-        info = store.get(resource=resource)
-        if info is None:
-            candidates = [c for c in store.list() if c.resource <= resource]
-            info = candidates[-1] if candidates else None
-            self.event(t, "CheckpointMissing", f"{source}@{resource} not found; using {info}")
-        if info is None:
+    def _own_restore_url(self, t: TrialState, ref: CheckpointRef | None) -> str:
+        """The trial's own checkpoint at `ref`; an older one (or scratch) if it is missing,
+        which the trial's events and its segment's restored step then say."""
+        if ref is None:
             return ""
-        if source == t.trial_id:
+        store = self.checkpoints(t.trial_id)
+        info = store.get(resource=ref.resource)
+        if info is not None:
             return info.url
-        copied = store.copy_to(info, self.checkpoints(t.trial_id), t.segment_index, info.resource)
+        older = [c for c in store.list() if c.resource < ref.resource]
+        fallback = older[-1] if older else None
+        where = f"step {fallback.resource}" if fallback is not None else "scratch (step 0)"
+        self.event(
+            t,
+            "CheckpointMissing",
+            f"its checkpoint at {self.spec.resource.metric}={ref.resource} is gone; "
+            f"retraining from {where}",
+        )
+        return fallback.url if fallback is not None else ""
+
+    def _copy_donor(self, t: TrialState, ref: CheckpointRef) -> str:
+        """Copy the donor's checkpoint at exactly `ref.resource` into `t`'s next segment."""
+        store = self.checkpoints(ref.trial_id)
+        info = store.get(resource=ref.resource)
+        if info is None:
+            raise DonorCheckpointMissing(
+                f"{ref.trial_id} has no committed checkpoint at "
+                f"{self.spec.resource.metric}={ref.resource}"
+            )
+        segment = len(t.record.segments)  # the segment about to be recorded
+        copied = store.copy_to(info, self.checkpoints(t.trial_id), segment, info.resource)
         return copied.url
+
+    def _exploit_failed(self, t: TrialState, action: Resume, exc: Exception) -> None:
+        pending = self.pending_exploits.get(t.trial_id) or PendingExploit(action)
+        pending.attempts += 1
+        pending.error = f"{type(exc).__name__}: {exc}"
+        ref = action.restore_from
+        assert ref is not None
+        if pending.attempts > len(EXPLOIT_RETRY_DELAYS):
+            self.pending_exploits.pop(t.trial_id, None)
+            self._abandon_exploit(
+                t, action, f"copy failed {pending.attempts} times, last: {pending.error}"
+            )
+            return
+        delay = EXPLOIT_RETRY_DELAYS[pending.attempts - 1]
+        pending.next_try = self.clock() + delay
+        self.pending_exploits[t.trial_id] = pending
+        self._dirty = True
+        self.event(
+            t,
+            "ExploitRetrying",
+            f"copying {ref.trial_id}@{ref.resource} failed ({pending.error}); "
+            f"attempt {pending.attempts + 1} in {delay:g} s",
+        )
+
+    def _retry_exploits(self) -> None:
+        now = self.clock()
+        for trial_id in sorted(self.pending_exploits):
+            pending = self.pending_exploits.get(trial_id)
+            if pending is not None and pending.next_try <= now:
+                self._apply(pending.action)
+
+    def _abandon_exploit(self, t: TrialState, action: Resume, why: str) -> None:
+        """The exploit cannot be done: the member continues its own checkpoint with its own
+        params, and the record, the trial's events and `exploitsAbandoned` say so."""
+        ref = action.restore_from
+        assert ref is not None
+        position = max(t.record.results, default=0)
+        stop_at = action.stop_at
+        if stop_at <= position:
+            later = [m for m in self.milestones if m > position]
+            stop_at = later[0] if later else self.spec.resource.max
+        own = Resume(
+            trial_id=t.trial_id,
+            stop_at=stop_at,
+            params=dict(t.record.params),
+            restore_from=CheckpointRef(t.trial_id, position) if position > 0 else None,
+            reason="continue",
+        )
+        t.exploits_abandoned.append(
+            {"donor": ref.trial_id, "resource": ref.resource, "at": position, "reason": why}
+        )
+        self.event(
+            t,
+            "ExploitAbandoned",
+            f"not copying {ref.trial_id}@{ref.resource}: {why}; continuing its own "
+            f"checkpoint at {self.spec.resource.metric}={position} with its own params",
+        )
+        self._record_resume(t, own, self._own_restore_url(t, own.restore_from))
+        # The live scheduler took the exploit as done; rebuild it from the records, which now
+        # say what really happens (the same state a restarted controller would reach).
+        self.scheduler = make_scheduler(self.spec)
+        self.scheduler.restore([x.record for x in self.state.ordered()])
 
     def _launch_pending(self) -> None:
         launched = False
@@ -402,14 +536,42 @@ class Controller:
                 checkpoint_url=self.checkpoints(t.trial_id).url,
                 restore_from=t.restore_url,
                 keep=self.spec.checkpoint.keep,
+                pinned=self._pinned_for(seg),
                 pushgateway_url=self.spec.metrics.pushgateway_url or "",
                 s3_endpoint_url=self.layout.s3_endpoint_url,
+                run=self.run_id,
             )
+            t.restored[t.segment_index] = _checkpoint_step(t.restore_url)
             t.handle = self.executor.launch(env)
             launched = True
         if launched:
             self._dirty = True
             self._save()
+
+    def _pinned_for(self, seg: Segment) -> list[int]:
+        """Checkpoints the trial must keep while this segment runs: where it started (a PBT
+        donor's position while it trains on) and the decision points it will reach."""
+        steps = {m for m in self.milestones if seg.start < m <= seg.stop_at} | {seg.stop_at}
+        if seg.start > 0:
+            steps.add(seg.start)
+        return sorted(steps)
+
+    def _prune_checkpoints(self, t: TrialState) -> None:
+        """Delete the pinned checkpoints no decision can refer to any more: those before the
+        trial's last decided step that no waiting exploit copies, beyond the newest
+        `checkpoint.keep`."""
+        position = max(t.record.results, default=0)
+        wanted = {  # exploits waiting for a retry still need their donor's checkpoint
+            p.action.restore_from.resource
+            for p in self.pending_exploits.values()
+            if p.action.restore_from is not None and p.action.restore_from.trial_id == t.trial_id
+        }
+        store = self.checkpoints(t.trial_id)
+        try:
+            keep = [c for c in store.list() if c.resource >= position or c.resource in wanted]
+            store.gc(self.spec.checkpoint.keep, protect=keep)
+        except Exception as exc:  # housekeeping: a leftover checkpoint costs storage, not results
+            log.warning("pruning checkpoints of %s: %s", t.trial_id, exc)
 
     def _milestones_for(self, seg: Segment) -> list[int]:
         steps = {m for m in self.milestones if seg.start < m <= seg.stop_at} | {seg.stop_at}

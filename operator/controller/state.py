@@ -36,6 +36,11 @@ class TrialState:
     restore_url: str = ""  # checkpoint the current segment starts from
     stop_requested: str = ""  # "", "Stopped" or "Paused": the decision that ends the process
     events: list[str] = field(default_factory=list)
+    # segment index -> the step its process restored from (0: scratch), as launched
+    restored: dict[int, int] = field(default_factory=dict)
+    # PBT exploits that could not be done (donor checkpoint gone, copies failing), each with
+    # donor, resource, the member's own step and the reason; the member continued its own
+    exploits_abandoned: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def trial_id(self) -> str:
@@ -210,6 +215,8 @@ def state_to_json(t: TrialState) -> dict[str, Any]:
             "restoreUrl": t.restore_url,
             "stopRequested": t.stop_requested,
             "events": t.events[-50:],
+            "restored": {str(k): v for k, v in sorted(t.restored.items())},
+            "exploitsAbandoned": t.exploits_abandoned,
         }
     )
     return out
@@ -230,4 +237,6 @@ def state_from_json(d: dict[str, Any]) -> TrialState:
         restore_url=d.get("restoreUrl", ""),
         stop_requested=d.get("stopRequested", ""),
         events=list(d.get("events", [])),
+        restored={int(k): int(v) for k, v in (d.get("restored") or {}).items()},
+        exploits_abandoned=list(d.get("exploitsAbandoned") or []),
     )

@@ -14,7 +14,10 @@ from kubetune.operator.controller.state import StudyState, state_to_json
 from kubetune.operator.spec.model import StudySpec
 
 
-def write_outputs(state: StudyState, spec: StudySpec, name: str, out: Path) -> list[Path]:
+def write_outputs(
+    state: StudyState, spec: StudySpec, name: str, out: Path, *, checkpoints: str = ""
+) -> list[Path]:
+    """Write the output folder; `checkpoints` is the run's storage prefix, for the summary."""
     out.mkdir(parents=True, exist_ok=True)
     trials = out / "trials.jsonl"
     with open(trials, "w") as f:
@@ -28,7 +31,10 @@ def write_outputs(state: StudyState, spec: StudySpec, name: str, out: Path) -> l
             ]
             f.write(json.dumps(record) + "\n")
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary(state, spec, name), indent=2) + "\n")
+    doc = summary(state, spec, name)
+    if checkpoints:
+        doc["checkpoints"] = checkpoints
+    summary_path.write_text(json.dumps(doc, indent=2) + "\n")
     written = [trials, summary_path]
     try:
         from kubetune.operator.report.plots import write_plots

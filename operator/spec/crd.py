@@ -75,6 +75,21 @@ STUDY_STATUS_SCHEMA: dict[str, Any] = {
         "message": {"type": "string"},
         "startTime": {"type": "string", "format": "date-time"},
         "completionTime": {"type": "string", "format": "date-time"},
+        "storage": {
+            "type": "object",
+            "description": "Where this run's data lives (<storage>/<namespace>/<name>/<uid>), "
+            "recorded when it started; deletion removes exactly this prefix.",
+            "properties": {
+                "prefix": {"type": "string"},
+                "endpointUrl": {"type": "string"},
+            },
+        },
+        "acceptedSpec": {
+            "type": "object",
+            "description": "The spec (all but budget) the run started with; a restarted "
+            "operator keeps running it whatever the spec says now.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
     },
 }
 
@@ -148,6 +163,26 @@ TRIAL_SCHEMA: dict[str, Any] = {
                     },
                 },
                 "paramsSummary": {"type": "string"},
+                "restored": {
+                    "type": "object",
+                    "description": "Segment index -> the step its process restored from "
+                    "(0: from scratch).",
+                    "additionalProperties": {"type": "integer"},
+                },
+                "exploitsAbandoned": {
+                    "type": "array",
+                    "description": "PBT exploits that could not be done (the donor checkpoint "
+                    "was gone or copies kept failing); the member continued its own.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "donor": {"type": "string"},
+                            "resource": {"type": "integer"},
+                            "at": {"type": "integer"},
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
             },
         },
     },

@@ -277,7 +277,9 @@ class CheckpointSpec:
         pattern=r"(|[a-z][a-z0-9+.-]*://.*)",
     )
     keep: int = spec_field(
-        "Committed checkpoints kept per trial (older ones are deleted).",
+        "Committed checkpoints kept per trial besides those at decision points (rungs, PBT "
+        "intervals), which are kept until a later decision supersedes them; older ones are "
+        "deleted.",
         default=2,
         minimum=1,
         maximum=100,
@@ -322,6 +324,28 @@ class MetricsSpec:
 @dataclass(kw_only=True)
 class StudySpec:
     """What to tune, how, with which budget, and how to run one trial."""
+
+    # Admission: once a Study exists only spec.budget may change (CEL transition rules; the API
+    # server evaluates rules that use oldSelf on update only). trialTemplate is unbounded, so
+    # its equality is left to the operator, which keeps running the spec it accepted
+    # (status.acceptedSpec) whatever a later patch says.
+    CEL_RULES = tuple(
+        (
+            f"self.{key} == oldSelf.{key}"
+            if required
+            else f"has(self.{key}) == has(oldSelf.{key}) && "
+            f"(!has(self.{key}) || self.{key} == oldSelf.{key})",
+            f"spec.{key} is immutable once the Study exists (only spec.budget may change)",
+        )
+        for key, required in (
+            ("objectives", True),
+            ("searchSpace", True),
+            ("resource", True),
+            ("algorithm", True),
+            ("checkpoint", False),
+            ("metrics", False),
+        )
+    )
 
     objectives: list[ObjectiveSpec] = spec_field(
         "Metrics to optimise; two or more make the study multi-objective.",

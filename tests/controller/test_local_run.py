@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.trial.checkpoint import CheckpointStore
+from kubetune.trial.checkpoint import CheckpointStore, checkpoint_name
 
 TOY = Path(__file__).resolve().parents[1] / "fixtures" / "toy_trial.py"
 
@@ -92,10 +93,17 @@ def state_of(out: Path) -> dict[str, Any]:
     return json.loads((out / "state.json").read_text())
 
 
-def checkpoint_state(root: Path, study: str, trial: str) -> Any:
+def run_id(out: Path) -> str:
+    """The run's identity, kept in its state file: the last part of its storage prefix."""
+    value = state_of(out)["runId"]
+    assert isinstance(value, str) and len(value) == 12
+    return value
+
+
+def checkpoint_state(out: Path, study: str, trial: str) -> Any:
     import pickle
 
-    store = CheckpointStore((root / study / trial).as_uri())
+    store = CheckpointStore((out / "checkpoints" / study / run_id(out) / trial).as_uri())
     latest = store.latest()
     assert latest is not None
     files = store.read(latest)
@@ -136,7 +144,7 @@ def test_asha_study_completes_and_promotions_resume_from_rung_checkpoint(tmp_pat
             assert seg["reason"] == "promoted"
             assert seg["restoreFrom"] == {"trial": t["id"], "resource": seg["start"]}
         # The step counter continued from the rung checkpoint: no step was run twice.
-        state = checkpoint_state(out / "checkpoints", "toy", t["id"])
+        state = checkpoint_state(out, "toy", t["id"])
         last = max(int(r) for r in t["results"])
         assert state["steps"] == list(range(1, last + 1))
 
@@ -237,7 +245,7 @@ def test_kill9_of_a_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> No
     (final,) = state_of(out)["trials"]
     assert final["phase"] == "Completed"
     assert final["preemptions"] == 1 and final["failure"] is None
-    state = checkpoint_state(out / "checkpoints", "toy", "t0000")
+    state = checkpoint_state(out, "toy", "t0000")
     # Resumed from the last checkpoint: every step exactly once in the restored state's history.
     assert state["steps"] == list(range(1, 41))
     log = Path(final["handle"]["log"] if final["handle"] else out / "logs" / "t0000-s000.log")
@@ -295,8 +303,7 @@ def test_pbt_exploit_copies_the_donors_checkpoint(tmp_path: Path, algorithm: str
         resource={"metric": "step", "min": 1, "max": 8},
         budget={"maxTrials": 4, "parallelism": 2},
         objectives=objectives,
-        checkpoint={"keep": 10},
-    )
+    )  # the default checkpoint.keep (2): donors prune while recipients copy
     out = tmp_path / "out"
     proc = run_cli(write(tmp_path, doc), out, "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -310,13 +317,16 @@ def test_pbt_exploit_copies_the_donors_checkpoint(tmp_path: Path, algorithm: str
         donor = seg["restoreFrom"]["trial"]
         assert donor != t["id"]
         assert t["lineage"]
-        src = CheckpointStore((out / "checkpoints" / algorithm / donor).as_uri())
-        dst = CheckpointStore((out / "checkpoints" / algorithm / t["id"]).as_uri())
-        copied = dst.get(segment=index, resource=seg["start"])
-        original = src.get(resource=seg["start"])
-        assert copied is not None and original is not None
-        assert copied.origin == original.url
-        assert dst.read(copied) == src.read(original)  # byte-identical: the donor's weights
+        # what the process itself restored: the copy of the donor's checkpoint at the exploit's
+        # step, in this trial's own storage (the log line is the SDK's, written on restore)
+        log = (out / "logs" / f"{t['id']}-s{index:03d}.log").read_text()
+        copy = f"{algorithm}/{run_id(out)}/{t['id']}/{checkpoint_name(index, seg['start'])}"
+        assert re.search(rf"restored \S+{copy} \(step {seg['start']}\)", log), log
+    for t in trials:  # every segment's process restored from where its record says
+        assert t["restored"] == {str(i): s["start"] for i, s in enumerate(t["segments"])}, t
+        reasons = {e.split(":")[0] for e in t["events"]}
+        assert not reasons & {"CheckpointMissing", "ExploitAbandoned"}, t["events"]
+        assert t["exploitsAbandoned"] == []
 
 
 def test_study_with_s3_checkpoints_through_a_real_s3_server(
@@ -335,7 +345,7 @@ def test_study_with_s3_checkpoints_through_a_real_s3_server(
     promoted = [t for t in trials if len(t["segments"]) > 1]
     assert promoted, "eta=3 over 6 trials promotes at least one"
     for t in trials:
-        store = CheckpointStore(f"s3://{bucket}/studies/s3study/{t['id']}", endpoint)
+        store = CheckpointStore(f"s3://{bucket}/studies/s3study/{run_id(out)}/{t['id']}", endpoint)
         infos = store.list()
         assert 1 <= len(infos) <= 2  # keep: 2
         last = max(int(r) for r in t["results"])

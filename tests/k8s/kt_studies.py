@@ -55,6 +55,17 @@ def toy_study(
     }
 
 
+def data_prefix(cluster: Cluster, name: str) -> str:
+    """The run's storage prefix the operator recorded in the Study's status when it started:
+    <storage>/<namespace>/<name>/<uid>."""
+    study = cluster.study(name)
+    assert study is not None, name
+    prefix = str(((study.get("status") or {}).get("storage") or {}).get("prefix") or "")
+    uid = study["metadata"]["uid"]
+    assert prefix.endswith(f"/default/{name}/{uid}"), (prefix, uid)
+    return prefix
+
+
 def phase(cluster: Cluster, name: str) -> str:
     study = cluster.study(name) or {}
     return str((study.get("status") or {}).get("phase") or "")

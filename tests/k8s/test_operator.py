@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, phase, toy_study
+from kt_studies import SECRETS, data_prefix, phase, toy_study
 
 from kubetune.trial.checkpoint import CheckpointStore
 
@@ -130,15 +130,21 @@ async def test_deleting_a_study_removes_trials_jobs_and_checkpoints(
         {"name": "TOY_SLEEP", "value": "0.3"}
     ]
     await cluster.call(cluster.api.create, "Study", "default", study)
-    await wait_for(lambda: len(cluster.jobs("doomed")) >= 2, 60, "jobs")
     endpoint, bucket = s3_server
-    prefix = study["spec"]["checkpoint"]["storage"].split("/", 3)[3] + "/doomed/"
+    # An object this Study never wrote, under the prefix the old layout would have deleted.
+    storage = study["spec"]["checkpoint"]["storage"].split("/", 3)[3]
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=bucket, Key=f"{storage}/doomed/foreign/model.pt", Body=b"not yours")
+    await wait_for(lambda: len(cluster.jobs("doomed")) >= 2, 60, "jobs")
+    await wait_for(lambda: "storage" in (cluster.study("doomed") or {}).get("status", {}), 60)
+    prefix = data_prefix(cluster, "doomed").split("/", 3)[3] + "/"
     await wait_for(lambda: _count_objects(endpoint, bucket, prefix) > 0, 60, "checkpoints")
     await cluster.call(cluster.api.delete, "Study", "default", "doomed")
     await wait_for(lambda: cluster.study("doomed") is None, 60, "study deleted")
     assert cluster.trials("doomed") == []
     assert cluster.jobs("doomed") == []
-    assert _count_objects(endpoint, bucket, prefix) == 0
+    assert _count_objects(endpoint, bucket, prefix) == 0  # everything the run wrote
+    assert _count_objects(endpoint, bucket, f"{storage}/doomed/foreign/") == 1  # nothing else
 
 
 async def test_operator_killed_and_restarted_gives_the_same_outcome(
@@ -196,7 +202,6 @@ async def test_asha_study_trains_the_real_torch_model(
     promoted = [t for t in trials if len(t["spec"]["segments"]) > 1]
     assert promoted, "eta=2 over 4 trials promotes at least one"
     endpoint, _ = s3_server
-    storage = spec["checkpoint"]["storage"]
     for t in promoted:
         tid = t["spec"]["trialId"]
         seg = t["spec"]["segments"][1]
@@ -205,7 +210,7 @@ async def test_asha_study_trains_the_real_torch_model(
         first, last = results[str(seg["start"])], results[str(max(map(int, results)))]
         # Training went on from the rung's weights: a real model, learning.
         assert float(last["val_loss"]) < float(first["val_loss"])
-        store = CheckpointStore(f"{storage}/digits-asha/{tid}", endpoint)
+        store = CheckpointStore(f"{data_prefix(cluster, 'digits-asha')}/{tid}", endpoint)
         latest = store.latest()
         assert latest is not None and latest.segment >= 1
         assert latest.resource == max(map(int, results))

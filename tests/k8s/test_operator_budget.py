@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, phase, toy_study
+from kt_studies import SECRETS, data_prefix, phase, toy_study
 
 from kubetune.operator.backends.k8s.executor import condition
 from kubetune.operator.backends.k8s.jobs import job_name, trial_name
@@ -121,7 +121,7 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
     sampling = asyncio.create_task(sampler.run())
     try:
         first = job_name(name, "t0000", 0)
-        await wait_for(lambda: started(kubelet, first), 30, "the first trial running")
+        await wait_for(lambda: started(kubelet, first), 120, "the first trial running")
         await asyncio.sleep(0.5)  # parallelism 1 holds: no second Job while the first runs
         assert len(cluster.trials(name)) == 1
 
@@ -130,7 +130,7 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
         await patch_budget(cluster, name, parallelism=3)
         surplus = [job_name(name, f"t000{i}", 0) for i in (1, 2)]
         await wait_for(
-            lambda: all(started(kubelet, j) for j in [first, *surplus]), 30, "3 trials running"
+            lambda: all(started(kubelet, j) for j in [first, *surplus]), 120, "3 trials running"
         )
         await asyncio.sleep(0.3)  # a checkpoint or two committed, none of them done
         assert sampler.procs["raised"] == 3 and sampler.jobs["raised"] == 3, sampler.procs
@@ -140,9 +140,9 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
         sampler.stage = "lowering"
         await patch_budget(cluster, name, parallelism=1)
         await wait_for(
-            lambda: not any(p.job in surplus for p in alive(kubelet)), 30, "surplus paused"
+            lambda: not any(p.job in surplus for p in alive(kubelet)), 120, "surplus paused"
         )
-        await wait_for(lambda: len(active_jobs(cluster, name)) <= 1, 30, "surplus Jobs deleted")
+        await wait_for(lambda: len(active_jobs(cluster, name)) <= 1, 120, "surplus Jobs deleted")
         sampler.stage = "lowered"
         # The lowest-index trial was left alone: still running, or (on a slow machine, where
         # its 20 steps may end during the waits above) finished in its only pod with exit 0.
@@ -150,7 +150,7 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
 
         # raise maxTrials: the study grows beyond its original 3 trials
         await patch_budget(cluster, name, maxTrials=5)
-        await wait_for(lambda: phase(cluster, name) in ("Completed", "Failed"), 60, "study end")
+        await wait_for(lambda: phase(cluster, name) in ("Completed", "Failed"), 240, "study end")
     finally:
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -169,13 +169,13 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
     assert status["observedGeneration"] == 4  # create + three patches of the spec
     trials = {t["spec"]["trialId"]: t for t in cluster.trials(name)}
     assert sorted(trials) == [f"t000{i}" for i in range(5)]
-    storage = study["spec"]["checkpoint"]["storage"]
+    prefix = data_prefix(cluster, name)
     for tid, t in trials.items():
         assert t["status"]["phase"] == "Completed", t["status"]
         assert t["status"]["resource"] == STEPS
         assert t["status"].get("failure") is None
         assert len(t["spec"]["segments"]) == 1  # a pause is no new segment for the algorithm
-        state = _load_state(_latest(CheckpointStore(f"{storage}/{name}/{tid}", endpoint)))
+        state = _load_state(_latest(CheckpointStore(f"{prefix}/{tid}", endpoint)))
         # every step exactly once across the pause: progress continued from the checkpoint
         assert state["steps"] == list(range(1, STEPS + 1)), (tid, state["steps"])
 
@@ -195,7 +195,7 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
         assert found is not None, f"{resumed} did not restore a checkpoint"
         url, step = found.group(1), int(found.group(2))
         assert 0 < step < STEPS
-        assert url.startswith(f"{storage}/{name}/{tid}/")
+        assert url.startswith(f"{prefix}/{tid}/")
         assert trials[tid]["status"]["preemptions"] == 0  # our pause, not the platform's
     assert status["preemptions"] == 0
 

@@ -111,6 +111,16 @@ def test_gc_keeps_newest_and_protected(store: CheckpointStore) -> None:
     assert [i.resource for i in store.list()] == [1, 5]
 
 
+def test_gc_never_deletes_pinned_decision_checkpoints(store: CheckpointStore) -> None:
+    """A PBT donor training on keeps the checkpoint at its last decision point (pinned), which
+    a recipient may be told to copy; plain periodic checkpoints are pruned to `keep`."""
+    for segment, resources in ((0, range(1, 5)), (1, range(5, 10))):
+        for r in resources:
+            store.save(segment, r, _files(r))
+            store.gc(2, pinned=[4, 8])
+    assert [(i.segment, i.resource) for i in store.list()] == [(0, 4), (1, 8), (1, 9)]
+
+
 def test_copy_to_identical_bytes_with_origin(tmp_path: Path, store: CheckpointStore) -> None:
     files = _files(3)
     src = store.save(0, 3, files, results={3: {"loss": 0.5}})

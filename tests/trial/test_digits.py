@@ -215,7 +215,7 @@ def test_metrics_while_running_then_sigterm_saves_and_exits_75(tmp_path: Path) -
     latest = store.latest()
     assert latest is not None and latest.resource == last
     assert _state(store)["epoch"] == last
-    labels = 'study="digits",trial="t0001"'
+    labels = 'run="",study="digits",trial="t0001"'
     assert re.search(
         rf'kubetune_trial_milestone{{metric="val_acc",resource="1",{labels}}} 0\.\d+', text
     )

@@ -52,12 +52,12 @@ def test_report_save_restore_cycle(tmp_path: Path) -> None:
         assert step == 4 and trial.exit_code() == 0
         text = _scrape(trial.metrics_port)  # type: ignore[arg-type]
         assert (
-            'kubetune_trial_milestone{metric="loss",resource="2",study="s1",trial="t0001"} 0.5'
-            in text
+            'kubetune_trial_milestone{metric="loss",resource="2",run="",study="s1",'
+            'trial="t0001"} 0.5' in text
         )
         assert 'resource="4"' in text and 'resource="1"' not in text  # only milestones
-        assert 'kubetune_trial_resource{study="s1",trial="t0001"} 4.0' in text
-        assert 'kubetune_trial_metric{metric="acc",study="s1",trial="t0001"} 0.5' in text
+        assert 'kubetune_trial_resource{run="",study="s1",trial="t0001"} 4.0' in text
+        assert 'kubetune_trial_metric{metric="acc",run="",study="s1",trial="t0001"} 0.5' in text
     finally:
         trial.close()
     store = CheckpointStore(env.checkpoint_url)

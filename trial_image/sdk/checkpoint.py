@@ -398,13 +398,20 @@ class CheckpointStore:
 
     # -- garbage collection ----------------------------------------------------------------
 
-    def gc(self, keep: int, protect: Iterable[CheckpointInfo | str] = ()) -> builtins.list[str]:
+    def gc(
+        self,
+        keep: int,
+        protect: Iterable[CheckpointInfo | str] = (),
+        pinned: Iterable[int] = (),
+    ) -> builtins.list[str]:
         """Delete all but the newest ``keep`` committed checkpoints; returns deleted URLs.
 
         Also removes uncommitted debris (crashed saves) older than the newest committed
         checkpoint; newer debris may be a save in progress and is left alone. Checkpoints in
-        ``protect`` (infos or URLs, e.g. a PBT donor being copied) are never deleted.
+        ``protect`` (infos or URLs) and committed checkpoints at a step in ``pinned`` (the
+        decision points another trial may be told to copy) are never deleted.
         """
+        pinned_steps = {int(r) for r in pinned}
         keep = max(int(keep), 1)
         protected = {
             self._path_of(p.url if isinstance(p, CheckpointInfo) else p).rstrip("/")
@@ -421,7 +428,7 @@ class CheckpointStore:
             else:
                 committed.append((pos, path))
         committed.sort()
-        doomed = [path for _, path in committed[:-keep]]
+        doomed = [path for pos, path in committed[:-keep] if pos[1] not in pinned_steps]
         if committed:
             newest = committed[-1][0]
             doomed += [path for pos, path in debris if pos < newest]

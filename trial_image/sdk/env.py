@@ -35,10 +35,17 @@ class TrialEnv:
     checkpoint_url: str = ""  # this trial's prefix: <storage>/<study>/<trial>
     restore_from: str = ""  # a checkpoint directory URL, empty for a fresh start
     keep: int = 2
+    # Steps whose checkpoints cleanup never deletes: the segment's restore point and its decision
+    # points (rungs, PBT intervals). Another trial may be told to copy one of them (a PBT
+    # exploit) while this one trains on; the controller prunes them once superseded.
+    pinned: list[int] = field(default_factory=list)
     metrics_port: int = 0  # 0: pick a free port and write it to metrics_port_file
     metrics_port_file: str = ""
     pushgateway_url: str = ""
     s3_endpoint_url: str = ""
+    # The run's identity (the Study's UID in a cluster, a run id locally): a label on every
+    # series the trial publishes, so a re-created Study never mistakes old series for its own.
+    run: str = ""
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -53,10 +60,12 @@ class TrialEnv:
             PREFIX + "CHECKPOINT_URL": self.checkpoint_url,
             PREFIX + "RESTORE_FROM": self.restore_from,
             PREFIX + "CHECKPOINT_KEEP": str(self.keep),
+            PREFIX + "CHECKPOINT_PINNED": ",".join(str(m) for m in self.pinned),
             PREFIX + "METRICS_PORT": str(self.metrics_port),
             PREFIX + "METRICS_PORT_FILE": self.metrics_port_file,
             PREFIX + "PUSHGATEWAY_URL": self.pushgateway_url,
             PREFIX + "S3_ENDPOINT_URL": self.s3_endpoint_url,
+            PREFIX + "RUN": self.run,
         }
 
     @classmethod
@@ -88,8 +97,10 @@ class TrialEnv:
             checkpoint_url=get("CHECKPOINT_URL"),
             restore_from=get("RESTORE_FROM"),
             keep=int(get("CHECKPOINT_KEEP", "2")),
+            pinned=[int(m) for m in get("CHECKPOINT_PINNED").split(",") if m.strip()],
             metrics_port=int(get("METRICS_PORT", "0")),
             metrics_port_file=get("METRICS_PORT_FILE"),
             pushgateway_url=get("PUSHGATEWAY_URL"),
             s3_endpoint_url=get("S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL", ""),
+            run=get("RUN"),
         )

@@ -119,7 +119,7 @@ class Trial:
         self.last_checkpoint: CheckpointInfo | None = None
 
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ["study", "trial"]
+        labels = ["study", "run", "trial"]
         self._g_metric = Gauge(
             "kubetune_trial_metric",
             "Last reported value of a metric",
@@ -144,7 +144,7 @@ class Trial:
         self._g_segment = Gauge(
             "kubetune_trial_segment", "Run segment of this process", labels, registry=self.registry
         )
-        self._labels = {"study": env.study, "trial": env.trial_id}
+        self._labels = {"study": env.study, "run": env.run, "trial": env.trial_id}
         self._g_segment.labels(**self._labels).set(env.segment)
         self.metrics_port: int | None = None
         self._server: Any = None
@@ -313,7 +313,7 @@ class Trial:
         self.last_checkpoint = info
         self._g_ckpt.labels(**self._labels).set(step)
         try:
-            self.store.gc(self.env.keep, protect=[info])
+            self.store.gc(self.env.keep, protect=[info], pinned=self.env.pinned)
         except Exception as e:  # pruning is housekeeping: never fail training for it
             log.warning("checkpoint gc failed (ignored): %s", e)
         return info

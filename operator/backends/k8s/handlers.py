@@ -43,7 +43,16 @@ from kubetune.operator.spec.validation import StudyInvalid, parse_study
 
 log = logging.getLogger("kubetune.operator")
 
-WARNING_REASONS = {"Failed", "StudyFailed", "Preempted", "CheckpointMissing", "MetricsUnavailable"}
+WARNING_REASONS = {
+    "Failed",
+    "StudyFailed",
+    "Preempted",
+    "CheckpointMissing",
+    "MetricsUnavailable",
+    "ExploitRetrying",
+    "ExploitAbandoned",
+    "TrialRecreated",
+}
 
 
 @dataclass
@@ -86,6 +95,8 @@ class StudyRunner:
         self.controller: Controller | None = None
         self.executor: K8sExecutor | None = None
         self.metrics_source: CachedStudyMetrics | None = None
+        self.layout: CheckpointLayout | None = None
+        self.store: TrialStore | None = None
         self.status_written = ""
         self.conditions: dict[str, dict[str, Any]] = {
             c["type"]: dict(c) for c in (body.get("status") or {}).get("conditions") or []
@@ -106,6 +117,10 @@ class StudyRunner:
     @property
     def namespace(self) -> str:
         return str(self.meta.get("namespace") or "default")
+
+    @property
+    def uid(self) -> str:
+        return str(self.meta.get("uid") or "")
 
     def study_object(self) -> dict[str, Any]:
         return {
@@ -143,6 +158,13 @@ class StudyRunner:
         if self.metrics_source is not None:
             self.metrics_source.refresh()
         done = self.controller.step()
+        for trial_id in self.store.take_recreated() if self.store is not None else []:
+            self._on_event(
+                trial_id,
+                "TrialRecreated",
+                "its Trial object was deleted while the study runs; re-created from the "
+                "operator's record (delete the Study to stop it)",
+            )
         self.settings.metrics.cpu.inc(time.thread_time() - cpu)
         self.settings.metrics.reconcile.observe(time.perf_counter() - started)
         self.write_status()
@@ -150,6 +172,20 @@ class StudyRunner:
 
     def _on_spec(self) -> None:
         doc = self._document()
+        accepted = (self.body.get("status") or {}).get("acceptedSpec")
+        if self.controller is None and accepted:
+            # A restarted operator: the run goes on with the spec it started with; only the
+            # budget is taken from the object as it is now.
+            live = dict(doc.get("spec") or {})
+            keys = (set(live) | set(accepted)) - {"budget"}
+            changed = sorted(k for k in keys if live.get(k) != accepted.get(k))
+            doc["spec"] = {**copy.deepcopy(accepted), "budget": live.get("budget") or {}}
+            if changed:
+                fields = ", ".join(f"spec.{k}" for k in changed)
+                self.ignored_change = (
+                    f"{fields} changed after the study started and are ignored; "
+                    "only spec.budget changes apply to a started study"
+                )
         try:
             study = parse_study(doc, source=f"{self.namespace}/{self.name}")
             storage = study.spec.checkpoint.storage or self.settings.checkpoint_storage
@@ -183,14 +219,20 @@ class StudyRunner:
         prometheus = spec.metrics.prometheus_url or self.settings.prometheus_url
         if prometheus:
             self.metrics_source = CachedStudyMetrics(
-                PrometheusSource(prometheus), self.namespace, self.name
+                PrometheusSource(prometheus), self.name, self.uid
             )
         store = TrialStore(self.api, self.study_object, [o.metric for o in spec.objectives])
-        layout = CheckpointLayout(
-            root=storage,
-            study=self.name,
+        self.store = store
+        # Everything this Study writes lives under <storage>/<namespace>/<name>/<uid>: a
+        # re-created Study (new UID) starts empty, and deletion removes exactly this prefix.
+        layout = CheckpointLayout.for_run(
+            storage,
+            self.namespace,
+            self.name,
+            self.uid,
             s3_endpoint_url=spec.checkpoint.endpoint_url or self.settings.s3_endpoint_url,
         )
+        self.layout = layout
         live: MetricSource = self.metrics_source or NoLiveMetrics()
         self.executor = K8sExecutor(
             self.api,
@@ -204,9 +246,10 @@ class StudyRunner:
             study,
             self.executor,
             store,
-            WithDurableResults(live, layout),
+            WithDurableResults(live, layout, confirm=True),
             layout,
             on_event=self._on_event,
+            run_id=self.uid,
         )
 
     def _apply_live(self, study: Study, spec_doc: dict[str, Any]) -> None:
@@ -285,6 +328,12 @@ class StudyRunner:
                 metrics=MetricsHealth(source is not None, source.error if source else ""),
                 now=_now(),
             )
+            if self.layout is not None:  # recorded once, read back by deletion
+                out["storage"] = {
+                    "prefix": self.layout.study_url,
+                    "endpointUrl": self.layout.s3_endpoint_url,
+                }
+            out["acceptedSpec"] = {k: v for k, v in self.spec_doc.items() if k != "budget"}
         self.conditions = {c["type"]: c for c in out["conditions"]}
         return out
 
@@ -348,16 +397,26 @@ def cleanup(settings: OperatorSettings, body: Any) -> None:
         raise kopf.TemporaryError(f"waiting for {len(jobs)} Jobs to terminate", delay=1)
     checkpoint = (body.get("spec") or {}).get("checkpoint") or {}
     if checkpoint.get("deleteOnCompletion"):
-        root = checkpoint.get("storage") or settings.checkpoint_storage
-        if root:
-            from kubetune.trial.checkpoint import CheckpointStore
+        delete_run_data(body)
 
-            store = CheckpointStore(
-                f"{root.rstrip('/')}/{name}",
-                checkpoint.get("endpointUrl") or settings.s3_endpoint_url,
-            )
-            if store.fs.exists(store.root):
-                store.fs.rm(store.root, recursive=True)
+
+def delete_run_data(body: Any) -> None:
+    """Delete what this Study's run wrote: the prefix recorded in its status when the run
+    started (it ends with the Study's UID), never a prefix taken from the spec at deletion."""
+    meta = body["metadata"]
+    recorded = (body.get("status") or {}).get("storage") or {}
+    prefix = str(recorded.get("prefix") or "")
+    uid = str(meta.get("uid") or "")
+    if not prefix:
+        return  # the run never started: it wrote nothing
+    if not uid or not prefix.rstrip("/").endswith(f"/{meta.get('name')}/{uid}"):
+        log.warning("not deleting %s: it is not this Study's run prefix (uid %s)", prefix, uid)
+        return
+    from kubetune.trial.checkpoint import CheckpointStore
+
+    store = CheckpointStore(prefix, str(recorded.get("endpointUrl") or ""))
+    if store.fs.exists(store.root):
+        store.fs.rm(store.root, recursive=True)
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:

@@ -70,14 +70,15 @@ class PrometheusSource:
         return result
 
     def study_milestones(
-        self, namespace: str, study: str
+        self, study: str, run: str
     ) -> dict[tuple[str, int], dict[int, dict[str, float]]]:
-        """{(trial id, segment): {resource: {metric: value}}} for every trial of `study`.
+        """{(trial id, segment): {resource: {metric: value}}} for every trial of one run.
 
-        `namespace` is accepted for a future `namespace` label; trials label by study name.
+        Trials label their series with the study's name and its run (the Study's UID), so two
+        same-named Studies in two namespaces, or a Study re-created under the same name, never
+        read each other's milestones.
         """
-        del namespace
-        sel = f'study="{_quote_label(study)}"'
+        sel = f'study="{_quote_label(study)}",run="{_quote_label(run)}"'
         milestones = self.query(f"{MILESTONE}{{{sel}}}")
         segments = self.query(f"{SEGMENT}{{{sel}}}")
         seg_of: dict[tuple[tuple[str, str], ...], int] = {}
@@ -103,17 +104,17 @@ class PrometheusSource:
 class CachedStudyMetrics:
     """One study-wide query per pass, however many trials poll in it."""
 
-    def __init__(self, source: PrometheusSource, namespace: str, study: str) -> None:
+    def __init__(self, source: PrometheusSource, study: str, run: str) -> None:
         self.source = source
-        self.namespace = namespace
         self.study = study
+        self.run = run
         self.data: dict[tuple[str, int], dict[int, dict[str, float]]] = {}
         self.error = ""
         self.fetched = 0.0
 
     def refresh(self) -> None:
         try:
-            self.data = self.source.study_milestones(self.namespace, self.study)
+            self.data = self.source.study_milestones(self.study, self.run)
             self.error = ""
         except MetricsUnavailable as exc:
             self.data = {}

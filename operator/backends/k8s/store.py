@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from kubetune.operator.backends.k8s.api import KubeApi
+from kubetune.operator.backends.k8s.api import ApiError, KubeApi
 from kubetune.operator.backends.k8s.jobs import LABEL_STUDY, LABEL_TRIAL, trial_name
 from kubetune.operator.controller.state import (
     StudyState,
@@ -94,12 +94,24 @@ class TrialStore:
         self.objects: dict[str, dict[str, Any]] = {}  # trial id -> Trial object (metadata)
         self.written: dict[str, tuple[str, str]] = {}  # trial id -> (spec json, status json)
         self.writes = 0
+        # Trials found deleted (by hand) and re-created from the controller's state since the
+        # last call of `take_recreated()`; the handler turns them into Warning events.
+        self.recreated: list[str] = []
+
+    def take_recreated(self) -> list[str]:
+        out, self.recreated = self.recreated, []
+        return out
 
     def trial_object(self, trial_id: str) -> dict[str, Any] | None:
         return self.objects.get(trial_id)
 
     def load(self) -> StudyState | None:
-        items = self.api.list("Trial", self.namespace, {LABEL_STUDY: self.study_name})
+        uid = self.study()["metadata"].get("uid")
+        items = [  # a same-named earlier Study's Trials (not yet collected) are not ours
+            obj
+            for obj in self.api.list("Trial", self.namespace, {LABEL_STUDY: self.study_name})
+            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+        ]
         status = self.study().get("status") or {}
         if not items and not status.get("startTime"):
             return None
@@ -130,29 +142,45 @@ class TrialStore:
             if t.trial_id not in self.objects:
                 self.objects[t.trial_id] = self._create(t.trial_id, spec)
                 old = (key[0], "")
-            name = trial_name(self.study_name, t.trial_id)
             assert old is not None
-            if old[0] != key[0]:
-                self.api.request(
-                    "PATCH",
-                    self.api.path("Trial", self.namespace, name),
-                    body=[{"op": "add", "path": "/spec", "value": spec}],
-                    content_type=JSON_PATCH,
-                )
-                self.writes += 1
-            if old[1] != key[1]:
-                self.api.request(
-                    "PATCH",
-                    self.api.path("Trial", self.namespace, name, "status"),
-                    body=[{"op": "add", "path": "/status", "value": status}],
-                    content_type=JSON_PATCH,
-                )
-                self.writes += 1
+            try:
+                self._write(t.trial_id, spec, status, old, key)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                # Deleted by hand: the controller's state is the record; write it back whole.
+                self.objects[t.trial_id] = self._create(t.trial_id, spec)
+                self._write(t.trial_id, spec, status, (key[0], ""), key)
+                self.recreated.append(t.trial_id)
             self.written[t.trial_id] = key
 
-    def _create(self, trial_id: str, spec: dict[str, Any]) -> dict[str, Any]:
-        from kubetune.operator.backends.k8s.api import ApiError
+    def _write(
+        self,
+        trial_id: str,
+        spec: dict[str, Any],
+        status: dict[str, Any],
+        old: tuple[str, str],
+        key: tuple[str, str],
+    ) -> None:
+        name = trial_name(self.study_name, trial_id)
+        if old[0] != key[0]:
+            self.api.request(
+                "PATCH",
+                self.api.path("Trial", self.namespace, name),
+                body=[{"op": "add", "path": "/spec", "value": spec}],
+                content_type=JSON_PATCH,
+            )
+            self.writes += 1
+        if old[1] != key[1]:
+            self.api.request(
+                "PATCH",
+                self.api.path("Trial", self.namespace, name, "status"),
+                body=[{"op": "add", "path": "/status", "value": status}],
+                content_type=JSON_PATCH,
+            )
+            self.writes += 1
 
+    def _create(self, trial_id: str, spec: dict[str, Any]) -> dict[str, Any]:
         study = self.study()
         name = trial_name(self.study_name, trial_id)
         body = {

@@ -18,9 +18,10 @@ FORMAT = 1
 
 
 class JsonStateStore:
-    def __init__(self, path: Path, study_doc: dict[str, Any]) -> None:
+    def __init__(self, path: Path, study_doc: dict[str, Any], run_id: str = "") -> None:
         self.path = path
         self.study_doc = study_doc
+        self.run_id = run_id  # the run's identity, kept with its state (see stored_run_id)
 
     def load(self) -> StudyState | None:
         if not self.path.exists():
@@ -37,6 +38,13 @@ class JsonStateStore:
             state.trials[t.trial_id] = t
         return state
 
+    def stored_run_id(self) -> str | None:
+        """The run id of the run in this folder; None if there is none, "" for a run written
+        before run ids existed (its data lives directly under <storage>/<study>)."""
+        if not self.path.exists():
+            return None
+        return str(json.loads(self.path.read_text()).get("runId", ""))
+
     def stored_study(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
@@ -46,6 +54,7 @@ class JsonStateStore:
     def save(self, state: StudyState) -> None:
         data = {
             "format": FORMAT,
+            "runId": self.run_id,
             "study": self.study_doc,
             "phase": state.phase,
             "message": state.message,

@@ -338,6 +338,15 @@ class StudySpec:
         "tolerations). `kubetune run` runs the first container's command as a local process.",
         embedded_object=True,
     )
+    trial_template_secrets: list[str] = spec_field(
+        "Secrets of the Study's namespace the trial pods may use (env secretKeyRef, envFrom, "
+        "secret and projected volumes); the trial policy rejects a template that uses any "
+        "other (spec.checkpoint.secretName is allowed as well).",
+        default_factory=list,
+        pattern=r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
+        max_length=253,
+        max_items=32,
+    )
     budget: BudgetSpec = spec_field("Budget.", default_factory=BudgetSpec)
     checkpoint: CheckpointSpec = spec_field("Checkpoint storage.", default_factory=CheckpointSpec)
     metrics: MetricsSpec = spec_field("Metrics source.", default_factory=MetricsSpec)

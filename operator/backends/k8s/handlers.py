@@ -39,6 +39,7 @@ from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.metrics import MetricSource, NoLiveMetrics, WithDurableResults
 from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.spec.model import GROUP, VERSION, Study
+from kubetune.operator.spec.policy import PolicyConfig
 from kubetune.operator.spec.validation import StudyInvalid, parse_study
 
 log = logging.getLogger("kubetune.operator")
@@ -55,6 +56,9 @@ class OperatorSettings:
     checkpoint_secret: str = ""
     s3_endpoint_url: str = ""
     interval: float = 5.0
+    # The trial-template policy (chart `trialPolicy`): checked when a Study is read and again
+    # before every Job is created.
+    trial_policy: PolicyConfig = field(default_factory=PolicyConfig)
     # kopf pauses every peer that shares the highest priority, so each replica of a Deployment
     # (same args) must get its own: the highest one works, the other stands by.
     peering_priority: int = 0
@@ -151,7 +155,11 @@ class StudyRunner:
     def _on_spec(self) -> None:
         doc = self._document()
         try:
-            study = parse_study(doc, source=f"{self.namespace}/{self.name}")
+            study = parse_study(
+                doc,
+                source=f"{self.namespace}/{self.name}",
+                policy=self.settings.trial_policy.for_namespace(self.namespace),
+            )
             storage = study.spec.checkpoint.storage or self.settings.checkpoint_storage
             if not storage:
                 from kubetune.operator.spec.schema import SpecError
@@ -199,6 +207,7 @@ class StudyRunner:
             limit=spec.budget.parallelism,
             secret_name=spec.checkpoint.secret_name or self.settings.checkpoint_secret,
             pushgateway_url=spec.metrics.pushgateway_url or self.settings.pushgateway_url,
+            policy=self.settings.trial_policy.for_namespace(self.namespace),
         )
         self.controller = Controller(
             study,

@@ -283,7 +283,10 @@ class CheckpointSpec:
         maximum=100,
     )
     endpoint_url: str | None = spec_field(
-        "S3 endpoint for S3-compatible servers (MinIO, Ceph).", default=None
+        "S3 endpoint for S3-compatible servers (MinIO, Ceph); `kubetune run` only. The operator "
+        "never connects to an endpoint a Study names: in a cluster the platform's endpoint "
+        "(chart `checkpoint.s3EndpointUrl`) is used and a Study that sets this is rejected.",
+        default=None,
     )
     secret_name: str | None = spec_field(
         "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, given to trials by secretKeyRef.",
@@ -305,11 +308,23 @@ class MetricsSpec:
         default="auto",
         enum=("auto", "prometheus", "scrape"),
     )
+    prometheus: str | None = spec_field(
+        "Name of a Prometheus endpoint the operator offers (chart `prometheus.endpoints`, "
+        "`--prometheus-endpoint NAME=URL`); empty: the operator's default Prometheus.",
+        default=None,
+        pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
+        max_length=63,
+    )
     prometheus_url: str | None = spec_field(
-        "Prometheus HTTP API base URL; default from the operator's settings.", default=None
+        "Prometheus HTTP API base URL for `kubetune run` only: the operator never requests a "
+        "URL a Study names and rejects a Study that sets it (use prometheus).",
+        default=None,
     )
     pushgateway_url: str | None = spec_field(
-        "Pushgateway trials push their milestones to (survives pod exit).", default=None
+        "Pushgateway trials push their milestones to (survives pod exit), for `kubetune run` "
+        "only: in a cluster the operator's Pushgateway is used and a Study that sets it is "
+        "rejected.",
+        default=None,
     )
     interval_seconds: float = spec_field(
         "How often the controller polls metrics.",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, phase, toy_study
+from kt_studies import SECRETS, endpoints, phase, toy_study
 
 from kubetune.operator.backends.k8s.jobs import trial_name
 from kubetune.trial.checkpoint import CheckpointStore
@@ -55,7 +55,7 @@ async def test_pbt_exploit_copies_the_donors_checkpoint_in_s3(
     endpoint, _ = s3_server
     name = f"toy-{algorithm}"
     cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server, prometheus if algorithm == "pbt" else None))
     # PBT with metrics through Prometheus, MO-PBT with the durable results in object storage
     study = pbt_study(name, algorithm, s3_server, prometheus if algorithm == "pbt" else None)
     await cluster.call(cluster.api.create, "Study", "default", study)

@@ -40,6 +40,7 @@ from kubetune.operator.controller.metrics import MetricSource, NoLiveMetrics, Wi
 from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.spec.model import GROUP, VERSION, Study
 from kubetune.operator.spec.policy import PolicyConfig
+from kubetune.operator.spec.schema import SpecError
 from kubetune.operator.spec.validation import StudyInvalid, parse_study
 
 log = logging.getLogger("kubetune.operator")
@@ -47,10 +48,21 @@ log = logging.getLogger("kubetune.operator")
 WARNING_REASONS = {"Failed", "StudyFailed", "Preempted", "CheckpointMissing", "MetricsUnavailable"}
 
 
+# Study fields that name a URL: honoured by `kubetune run` (the user runs that process), never by
+# the operator, which has the platform's credentials and network reach.
+LOCAL_ONLY_URLS = (
+    ("spec.metrics.prometheusUrl", "use spec.metrics.prometheus: <name of an operator endpoint>"),
+    ("spec.metrics.pushgatewayUrl", "the operator's Pushgateway is used"),
+    ("spec.checkpoint.endpointUrl", "the operator's S3 endpoint is used"),
+)
+
+
 @dataclass
 class OperatorSettings:
     host: str = ""  # API server URL; empty: in-cluster config or KUBECONFIG
-    prometheus_url: str = ""
+    prometheus_url: str = ""  # the default Prometheus
+    # Prometheus endpoints a Study may choose by name (spec.metrics.prometheus).
+    prometheus_endpoints: dict[str, str] = field(default_factory=dict)
     pushgateway_url: str = ""
     checkpoint_storage: str = ""
     checkpoint_secret: str = ""
@@ -161,17 +173,16 @@ class StudyRunner:
                 policy=self.settings.trial_policy.for_namespace(self.namespace),
             )
             storage = study.spec.checkpoint.storage or self.settings.checkpoint_storage
+            errors = self._cluster_errors(study)
             if not storage:
-                from kubetune.operator.spec.schema import SpecError
-
-                raise StudyInvalid(
-                    [
-                        SpecError(
-                            "spec.checkpoint.storage",
-                            "required: the operator has no default (--checkpoint-storage)",
-                        )
-                    ]
+                errors.append(
+                    SpecError(
+                        "spec.checkpoint.storage",
+                        "required: the operator has no default (--checkpoint-storage)",
+                    )
                 )
+            if errors:
+                raise StudyInvalid(errors)
         except StudyInvalid as exc:
             self.invalid = "; ".join(str(e) for e in exc.errors)
             if self.controller is None:
@@ -186,9 +197,40 @@ class StudyRunner:
             return
         self._apply_live(study, doc["spec"])
 
+    def _cluster_errors(self, study: Study) -> list[SpecError]:
+        """What a Study may set locally but not in the cluster: URLs, unknown endpoint names."""
+        spec = study.spec
+        values = {
+            "spec.metrics.prometheusUrl": spec.metrics.prometheus_url,
+            "spec.metrics.pushgatewayUrl": spec.metrics.pushgateway_url,
+            "spec.checkpoint.endpointUrl": spec.checkpoint.endpoint_url,
+        }
+        errors = [
+            SpecError(
+                path,
+                f"not allowed in a cluster: the operator never requests a URL a "
+                f"Study names; {hint}",
+            )
+            for path, hint in LOCAL_ONLY_URLS
+            if values[path]
+        ]
+        name = spec.metrics.prometheus
+        if name and name not in self.settings.prometheus_endpoints:
+            offered = ", ".join(sorted(self.settings.prometheus_endpoints)) or "none"
+            errors.append(
+                SpecError(
+                    "spec.metrics.prometheus",
+                    f"unknown Prometheus endpoint {name!r}; the operator offers: {offered}",
+                )
+            )
+        return errors
+
     def _build(self, study: Study, storage: str) -> None:
         spec = study.spec
-        prometheus = spec.metrics.prometheus_url or self.settings.prometheus_url
+        name = spec.metrics.prometheus
+        prometheus = (
+            self.settings.prometheus_endpoints[name] if name else self.settings.prometheus_url
+        )
         if prometheus:
             self.metrics_source = CachedStudyMetrics(
                 PrometheusSource(prometheus), self.namespace, self.name
@@ -197,7 +239,7 @@ class StudyRunner:
         layout = CheckpointLayout(
             root=storage,
             study=self.name,
-            s3_endpoint_url=spec.checkpoint.endpoint_url or self.settings.s3_endpoint_url,
+            s3_endpoint_url=self.settings.s3_endpoint_url,
         )
         live: MetricSource = self.metrics_source or NoLiveMetrics()
         self.executor = K8sExecutor(
@@ -206,7 +248,7 @@ class StudyRunner:
             store.trial_object,
             limit=spec.budget.parallelism,
             secret_name=spec.checkpoint.secret_name or self.settings.checkpoint_secret,
-            pushgateway_url=spec.metrics.pushgateway_url or self.settings.pushgateway_url,
+            pushgateway_url=self.settings.pushgateway_url,
             policy=self.settings.trial_policy.for_namespace(self.namespace),
         )
         self.controller = Controller(

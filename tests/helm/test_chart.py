@@ -25,15 +25,13 @@ CUSTOM_KINDS = {"PodMonitor", "ServiceMonitor", "KopfPeering", "ClusterKopfPeeri
 
 # The exact RBAC rules the operator gets (apiGroup, resource) -> verbs.
 NAMESPACED_RULES = {
-    ("kubetune.io", "studies"): ["get", "list", "watch", "patch"],
-    ("kubetune.io", "studies/status"): ["get", "patch"],
-    ("kubetune.io", "trials"): ["get", "list", "watch", "create", "patch", "delete"],
-    ("kubetune.io", "trials/status"): ["get", "patch"],
-    ("batch", "jobs"): ["get", "list", "watch", "create", "patch", "delete"],
-    ("", "pods"): ["get", "list", "watch"],
-    ("", "pods/log"): ["get"],
+    ("kubetune.io", "studies"): ["list", "watch", "patch"],
+    ("kubetune.io", "studies/status"): ["patch"],
+    ("kubetune.io", "trials"): ["get", "list", "create", "patch", "delete"],
+    ("kubetune.io", "trials/status"): ["patch"],
+    ("batch", "jobs"): ["get", "list", "create", "delete"],
+    ("", "pods"): ["list"],
     ("", "events"): ["create"],
-    ("events.k8s.io", "events"): ["create"],
 }
 CLUSTER_READ_RULES = {
     ("", "namespaces"): ["list", "watch"],

@@ -305,3 +305,20 @@ def test_render_check_holds_even_when_validation_is_bypassed(
     assert f"{C0}.securityContext.privileged" in failures[0].message
     warnings = [e for e in api.of_kind("Event") if e["type"] == "Warning"]
     assert any("PolicyViolation" in e["message"] for e in warnings), api.of_kind("Event")
+
+
+def test_kubetune_validate_names_the_field_and_the_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubetune.operator.cli.main import main
+
+    doc = study_doc()
+    sc(doc).update(privileged=True)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["validate", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert (
+        f"{C0}.securityContext.privileged: baseline trial policy: privileged containers are "
+        "not allowed" in err
+    )

@@ -223,7 +223,7 @@ class _Checker:
     def _security_context(self, path: str, sc: dict[str, Any]) -> None:
         """The rules that apply to pod- and container-level securityContext alike."""
         selinux = _dict(sc.get("seLinuxOptions"))
-        if selinux.get("type", "") not in SELINUX_TYPES:
+        if (selinux.get("type") or "") not in SELINUX_TYPES:
             self.fail(
                 f"{path}.seLinuxOptions.type", f"SELinux type {selinux['type']!r} is not allowed"
             )

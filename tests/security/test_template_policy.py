@@ -322,3 +322,17 @@ def test_kubetune_validate_names_the_field_and_the_level(
         f"{C0}.securityContext.privileged: baseline trial policy: privileged containers are "
         "not allowed" in err
     )
+
+
+def test_allowed_baseline_values_pass() -> None:
+    doc = study_doc()
+    sc(doc).update(
+        seLinuxOptions={"type": None, "level": "s0:c1"},
+        capabilities={"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+        procMount="Default",
+        seccompProfile={"type": "RuntimeDefault"},
+        appArmorProfile={"type": "Localhost", "localhostProfile": "trial"},
+    )
+    container(doc)["ports"] = [{"containerPort": 9090, "hostPort": 0}]
+    pod(doc)["securityContext"] = {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}
+    assert errors_of(doc) == {}

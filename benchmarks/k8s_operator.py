@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace) -> None:
     async with emu, kmock.Server(emu) as server:
         cluster = k8s.Cluster(emu, str(server.url).rstrip("/"), Path(tempfile.mkdtemp()))
         kubelet = cluster.start_kubelet(SECRETS)
-        settings = cluster.start_operator(interval=args.interval)
+        settings = cluster.start_operator(interval=args.interval, s3_endpoint_url=endpoint)
         study = toy_study(
             "bench", (endpoint, "bench"), None, maxTrials=args.trials, parallelism=args.parallelism
         )

@@ -11,8 +11,16 @@ import asyncio
 import logging
 import os
 import random
+import sys
+from typing import TYPE_CHECKING
 
+import yaml
 from prometheus_client import start_http_server
+
+from kubetune.operator.spec.policy import PolicyConfig
+
+if TYPE_CHECKING:
+    from kubetune.operator.backends.k8s.handlers import OperatorSettings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +37,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="peering priority; default: random per process, so replicas never tie",
     )
     p.add_argument("--prometheus-url", default=env("KUBETUNE_PROMETHEUS_URL", ""))
+    p.add_argument(
+        "--prometheus-endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a Prometheus a Study may choose by name (spec.metrics.prometheus); repeatable",
+    )
     p.add_argument("--pushgateway-url", default=env("KUBETUNE_PUSHGATEWAY_URL", ""))
+    p.add_argument(
+        "--trial-policy",
+        default=env("KUBETUNE_TRIAL_POLICY", ""),
+        metavar="JSON|FILE",
+        help="the trial-template policy, inline JSON or a YAML file (chart trialPolicy: level, "
+        "allowedServiceAccounts, allowNodeName, allowedSecrets, namespaces); "
+        "default: the baseline level",
+    )
     p.add_argument(
         "--checkpoint-storage",
         default=env("KUBETUNE_CHECKPOINT_STORAGE", ""),
@@ -44,26 +67,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=5.0, help="reconcile period in seconds")
 
 
-def run(args: argparse.Namespace) -> int:
-    import kopf
+def prometheus_endpoints(values: list[str]) -> dict[str, str]:
+    """NAME=URL flags as a mapping (argparse.ArgumentTypeError on a malformed one)."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not url:
+            raise argparse.ArgumentTypeError(f"--prometheus-endpoint {value!r}: want NAME=URL")
+        out[name] = url
+    return out
 
-    from kubetune.operator.backends.k8s.handlers import OperatorSettings, register
-    from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    metrics = OperatorMetrics()
-    if args.metrics_port:
-        start_http_server(args.metrics_port, registry=metrics.registry)
-    settings = OperatorSettings(
+def trial_policy(value: str) -> PolicyConfig:
+    """`--trial-policy`: inline JSON/YAML (`{...}`, what the chart passes from its `trialPolicy`)
+    or the path of a YAML file; empty: the default (baseline) policy."""
+    if not value:
+        return PolicyConfig()
+    try:
+        if value.lstrip().startswith("{"):
+            data = yaml.safe_load(value)
+        else:
+            with open(value) as f:
+                data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"--trial-policy: not YAML/JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError("--trial-policy: want a mapping")
+    try:
+        return PolicyConfig.from_dict(data)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise argparse.ArgumentTypeError(f"--trial-policy: {exc}") from exc
+
+
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    from kubetune.operator.backends.k8s.handlers import OperatorSettings
+
+    return OperatorSettings(
         prometheus_url=args.prometheus_url,
+        prometheus_endpoints=prometheus_endpoints(args.prometheus_endpoint),
         pushgateway_url=args.pushgateway_url,
         checkpoint_storage=args.checkpoint_storage,
         checkpoint_secret=args.checkpoint_secret,
         s3_endpoint_url=args.s3_endpoint_url,
         interval=args.interval,
         peering_priority=args.priority or random.SystemRandom().randint(1, 2**30),
-        metrics=metrics,
+        trial_policy=trial_policy(args.trial_policy),
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from kubetune.operator.backends.k8s.handlers import register
+    from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
+
+    try:
+        settings = settings_from_args(args)
+    except (argparse.ArgumentTypeError, OSError) as exc:
+        print(f"kubetune operator: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    settings.metrics = metrics
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     clusterwide = args.all_namespaces or not args.namespace

@@ -33,6 +33,9 @@ class SegmentStatus:
     # Job's replacement pod resumes from the checkpoint); still counted against the budget.
     preemptions_absorbed: int = 0
     preemption_message: str = ""
+    # Set when the executor refused to start the segment (e.g. "PolicyViolation"): the trial
+    # fails with this reason and `log_tail` as the message, not as a crash.
+    failure_reason: str = ""
 
 
 class Executor(Protocol):

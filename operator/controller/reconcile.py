@@ -297,6 +297,8 @@ class Controller:
                     0,
                 ),
             )
+        elif status.failure_reason:
+            self._fail_trial(t, Failure(status.failure_reason, status.log_tail, status.exit_code))
         else:
             reason = "BadReport" if status.exit_code == EXIT_BAD_REPORT else "Crashed"
             self._fail_trial(

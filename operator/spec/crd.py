@@ -79,10 +79,7 @@ STUDY_STATUS_SCHEMA: dict[str, Any] = {
             "type": "object",
             "description": "Where this run's data lives (<storage>/<namespace>/<name>/<uid>), "
             "recorded when it started; deletion removes exactly this prefix.",
-            "properties": {
-                "prefix": {"type": "string"},
-                "endpointUrl": {"type": "string"},
-            },
+            "properties": {"prefix": {"type": "string"}},
         },
         "acceptedSpec": {
             "type": "object",
@@ -189,8 +186,108 @@ TRIAL_SCHEMA: dict[str, Any] = {
 }
 
 
+# Admission (CEL) checks of the trial template: the main Pod Security baseline items, so that the
+# API server refuses such a Study before the operator sees it. The operator checks the full policy
+# (kubetune.operator.spec.policy) again when it reads the Study and before every Job. CEL sees only
+# the fields a schema declares, so the fields the rules read are declared (with their Kubernetes
+# types) inside the otherwise free-form pod template; the lists get maxItems so that the rules'
+# estimated cost stays within the API server's limits.
+MAX_CONTAINERS = 32
+MAX_VOLUMES = 128
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+POD_RULES: tuple[tuple[str, str, str], ...] = (
+    *(
+        (
+            f"!has(self.{key}) || !self.{key}",
+            f"{key} is not allowed (trial policy, Pod Security baseline)",
+            f".{key}",
+        )
+        for key in ("hostNetwork", "hostPID", "hostIPC")
+    ),
+    (
+        "!has(self.nodeName) || self.nodeName == ''",
+        "nodeName is not allowed: it bypasses the scheduler (trial policy)",
+        ".nodeName",
+    ),
+    (
+        "!has(self.volumes) || self.volumes.all(v, !has(v.hostPath))",
+        "hostPath volumes are not allowed (trial policy, Pod Security baseline)",
+        ".volumes",
+    ),
+    *(
+        (
+            f"!has(self.{key}) || self.{key}.all(c, !has(c.securityContext) || "
+            "!has(c.securityContext.privileged) || !c.securityContext.privileged)",
+            f"privileged {key} are not allowed (trial policy, Pod Security baseline)",
+            f".{key}",
+        )
+        for key in CONTAINER_LISTS
+    ),
+)
+# Study fields that only `kubetune run` honours: the operator never requests a Study's URL.
+LOCAL_ONLY_RULES = {
+    "metrics": ("prometheusUrl", "pushgatewayUrl"),
+    "checkpoint": ("endpointUrl",),
+}
+
+
+def _free(schema: dict[str, Any]) -> dict[str, Any]:
+    """An object schema that keeps unknown fields and declares `schema`'s properties."""
+    return {"type": "object", "x-kubernetes-preserve-unknown-fields": True, **schema}
+
+
+def trial_template_schema(base: dict[str, Any]) -> dict[str, Any]:
+    """The trialTemplate schema with the fields the admission rules read, and the rules."""
+    container = _free(
+        {
+            "properties": {
+                "securityContext": _free({"properties": {"privileged": {"type": "boolean"}}})
+            }
+        }
+    )
+    pod: dict[str, Any] = {
+        "hostNetwork": {"type": "boolean"},
+        "hostPID": {"type": "boolean"},
+        "hostIPC": {"type": "boolean"},
+        "nodeName": {"type": "string", "maxLength": 253},
+        "volumes": {
+            "type": "array",
+            "maxItems": MAX_VOLUMES,
+            "items": _free({"properties": {"hostPath": _free({})}}),
+        },
+        **{
+            key: {"type": "array", "maxItems": MAX_CONTAINERS, "items": container}
+            for key in CONTAINER_LISTS
+        },
+    }
+    rules = [
+        {"rule": rule, "message": message, "fieldPath": path, "reason": "FieldValueForbidden"}
+        for rule, message, path in POD_RULES
+    ]
+    spec = _free({"properties": pod, "x-kubernetes-validations": rules})
+    return {**base, "properties": {"spec": spec}}
+
+
+def _with_admission_rules(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    props = spec_schema["properties"]
+    props["trialTemplate"] = trial_template_schema(props["trialTemplate"])
+    for section, keys in LOCAL_ONLY_RULES.items():
+        rules = props[section].setdefault("x-kubernetes-validations", [])
+        for key in keys:
+            rules.append(
+                {
+                    "rule": f"!has(self.{key})",
+                    "message": f"{key} is for `kubetune run` only: the operator never requests a "
+                    "URL a Study names",
+                    "fieldPath": f".{key}",
+                    "reason": "FieldValueForbidden",
+                }
+            )
+    return spec_schema
+
+
 def study_crd() -> dict[str, Any]:
-    spec_schema = dataclass_schema(StudySpec)
+    spec_schema = _with_admission_rules(dataclass_schema(StudySpec))
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

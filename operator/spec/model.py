@@ -285,7 +285,10 @@ class CheckpointSpec:
         maximum=100,
     )
     endpoint_url: str | None = spec_field(
-        "S3 endpoint for S3-compatible servers (MinIO, Ceph).", default=None
+        "S3 endpoint for S3-compatible servers (MinIO, Ceph); `kubetune run` only. The operator "
+        "never connects to an endpoint a Study names: in a cluster the platform's endpoint "
+        "(chart `checkpoint.s3EndpointUrl`) is used and a Study that sets this is rejected.",
+        default=None,
     )
     secret_name: str | None = spec_field(
         "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, given to trials by secretKeyRef.",
@@ -307,11 +310,23 @@ class MetricsSpec:
         default="auto",
         enum=("auto", "prometheus", "scrape"),
     )
+    prometheus: str | None = spec_field(
+        "Name of a Prometheus endpoint the operator offers (chart `prometheus.endpoints`, "
+        "`--prometheus-endpoint NAME=URL`); empty: the operator's default Prometheus.",
+        default=None,
+        pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
+        max_length=63,
+    )
     prometheus_url: str | None = spec_field(
-        "Prometheus HTTP API base URL; default from the operator's settings.", default=None
+        "Prometheus HTTP API base URL for `kubetune run` only: the operator never requests a "
+        "URL a Study names and rejects a Study that sets it (use prometheus).",
+        default=None,
     )
     pushgateway_url: str | None = spec_field(
-        "Pushgateway trials push their milestones to (survives pod exit).", default=None
+        "Pushgateway trials push their milestones to (survives pod exit), for `kubetune run` "
+        "only: in a cluster the operator's Pushgateway is used and a Study that sets it is "
+        "rejected.",
+        default=None,
     )
     interval_seconds: float = spec_field(
         "How often the controller polls metrics.",
@@ -361,6 +376,15 @@ class StudySpec:
         "Pod template of one trial (image, command, GPU requests, node selectors, "
         "tolerations). `kubetune run` runs the first container's command as a local process.",
         embedded_object=True,
+    )
+    trial_template_secrets: list[str] = spec_field(
+        "Secrets of the Study's namespace the trial pods may use (env secretKeyRef, envFrom, "
+        "secret and projected volumes); the trial policy rejects a template that uses any "
+        "other (spec.checkpoint.secretName is allowed as well).",
+        default_factory=list,
+        pattern=r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
+        max_length=253,
+        max_items=32,
     )
     budget: BudgetSpec = spec_field("Budget.", default_factory=BudgetSpec)
     checkpoint: CheckpointSpec = spec_field("Checkpoint storage.", default_factory=CheckpointSpec)

@@ -22,6 +22,8 @@ from kubetune.operator.spec.model import (
     Study,
     StudySpec,
 )
+from kubetune.operator.spec.policy import TemplatePolicy
+from kubetune.operator.spec.policy import check as check_template_policy
 from kubetune.operator.spec.schema import SpecError, parse_dataclass
 
 MULTI_OBJECTIVE_ALTERNATIVE = {"asha": "moasha", "hyperband": "moasha", "pbt": "mopbt"}
@@ -43,13 +45,23 @@ class LoadedStudy:
     base_dir: Path  # where relative paths in the trial command resolve
 
 
-def parse_study(doc: Any, source: str = "<memory>") -> Study:
-    """A validated Study from a plain dict, or StudyInvalid with all of its problems."""
+DEFAULT_POLICY = TemplatePolicy()
+
+
+def parse_study(
+    doc: Any, source: str = "<memory>", policy: TemplatePolicy | None = DEFAULT_POLICY
+) -> Study:
+    """A validated Study from a plain dict, or StudyInvalid with all of its problems.
+
+    The trial template is held to `policy` (the default: the `baseline` level, see
+    `kubetune.operator.spec.policy`); None checks no policy."""
     errors: list[SpecError] = []
     study = parse_dataclass(Study, doc, "", errors)
     errors = [SpecError(e.path.lstrip("."), e.reason) for e in errors]
     if study is not None:
         errors.extend(check_spec(study.spec))
+        if policy is not None:
+            errors.extend(check_policy(study.spec, policy))
     elif isinstance(doc, dict) and isinstance(doc.get("spec"), dict):
         # The document is broken somewhere, but report the semantic problems of a spec that
         # parsed, so one run of `kubetune validate` names all of them.
@@ -109,6 +121,14 @@ def load_single_study(path: str, verb: str = "run") -> LoadedStudy | None:
         print(f"{path}: holds {len(loaded)} studies; {verb} one at a time", file=sys.stderr)
         return None
     return loaded[0]
+
+
+def check_policy(spec: StudySpec, policy: TemplatePolicy) -> list[SpecError]:
+    """The trial template against the trial policy (see `kubetune.operator.spec.policy`)."""
+    declared = list(spec.trial_template_secrets)
+    if spec.checkpoint.secret_name:
+        declared.append(spec.checkpoint.secret_name)
+    return check_template_policy(spec.trial_template, policy, declared)
 
 
 def check_spec(spec: StudySpec) -> list[SpecError]:

@@ -7,6 +7,7 @@ SchemaNotFoundError. Those are skipped by it and checked field by field here ins
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,13 @@ CUSTOM_KINDS = {"PodMonitor", "ServiceMonitor", "KopfPeering", "ClusterKopfPeeri
 
 # The exact RBAC rules the operator gets (apiGroup, resource) -> verbs.
 NAMESPACED_RULES = {
-    ("kubetune.io", "studies"): ["get", "list", "watch", "patch"],
-    ("kubetune.io", "studies/status"): ["get", "patch"],
-    ("kubetune.io", "trials"): ["get", "list", "watch", "create", "patch", "delete"],
-    ("kubetune.io", "trials/status"): ["get", "patch"],
-    ("batch", "jobs"): ["get", "list", "watch", "create", "patch", "delete"],
-    ("", "pods"): ["get", "list", "watch"],
-    ("", "pods/log"): ["get"],
+    ("kubetune.io", "studies"): ["list", "watch", "patch"],
+    ("kubetune.io", "studies/status"): ["patch"],
+    ("kubetune.io", "trials"): ["get", "list", "create", "patch", "delete"],
+    ("kubetune.io", "trials/status"): ["patch"],
+    ("batch", "jobs"): ["get", "list", "create", "delete"],
+    ("", "pods"): ["list"],
     ("", "events"): ["create"],
-    ("events.k8s.io", "events"): ["create"],
 }
 CLUSTER_READ_RULES = {
     ("", "namespaces"): ["list", "watch"],
@@ -197,6 +196,8 @@ def test_default_deployment(default_docs: list[dict[str, Any]]) -> None:
         "--all-namespaces",
         "--metrics-port=8080",
         "--health-port=8081",
+        '--trial-policy={"allowNodeName":false,"allowedSecrets":null,'
+        '"allowedServiceAccounts":[],"level":"baseline","namespaces":{}}',
     ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -234,6 +235,10 @@ def test_custom_deployment(custom_docs: list[dict[str, Any]]) -> None:
         "--health-port=8081",
         "--peering=kt-kubetune",  # two replicas: kopf peering
         "--interval=2.5",
+        '--trial-policy={"allowNodeName":false,"allowedSecrets":["wandb-*"],'
+        '"allowedServiceAccounts":["trainer"],"level":"restricted",'
+        '"namespaces":{"team-b":{"allowNodeName":true,"level":"baseline"}}}',
+        "--prometheus-endpoint=team-b=http://prometheus.team-b.svc:9090",
     ]
     env = env_of(c)
     assert env["KUBETUNE_PROMETHEUS_URL"] == "http://prometheus.monitoring.svc:9090"
@@ -244,6 +249,30 @@ def test_custom_deployment(custom_docs: list[dict[str, Any]]) -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key] == {"secretKeyRef": {"name": "kubetune-s3", "key": key}}
     assert env["EXTRA"] == "1"
+
+
+def test_operator_reads_the_rendered_policy_and_endpoints(
+    custom_docs: list[dict[str, Any]],
+) -> None:
+    # The args the chart renders, parsed by the operator's own command line.
+    from kubetune.operator.cli import operator as cli
+    from kubetune.operator.spec.policy import TemplatePolicy
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(container(custom_docs)["args"][1:])
+    settings = cli.settings_from_args(args)
+    assert settings.prometheus_endpoints == {"team-b": "http://prometheus.team-b.svc:9090"}
+    strict = TemplatePolicy(
+        level="restricted", allowed_service_accounts=("trainer",), allowed_secrets=("wandb-*",)
+    )
+    assert settings.trial_policy.for_namespace("team-a") == strict
+    assert settings.trial_policy.for_namespace("team-b") == TemplatePolicy(
+        level="baseline",
+        allowed_service_accounts=("trainer",),
+        allowed_secrets=("wandb-*",),
+        allow_node_name=True,
+    )
 
 
 def test_peering_forced_with_one_replica(helm: Any) -> None:

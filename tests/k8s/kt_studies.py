@@ -13,10 +13,11 @@ SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY":
 def toy_study(
     name: str, s3: tuple[str, str], prom: tuple[str, str] | None, **budget: Any
 ) -> dict[str, Any]:
-    endpoint, bucket = s3
+    _, bucket = s3
+    # The endpoints are the operator's (see `endpoints`): it never follows a Study's URLs.
     metrics: dict[str, Any] = {}
     if prom is not None:
-        metrics = {"source": "prometheus", "prometheusUrl": prom[0], "pushgatewayUrl": prom[1]}
+        metrics = {"source": "prometheus"}
     return {
         "apiVersion": "kubetune.io/v1alpha1",
         "kind": "Study",
@@ -32,7 +33,6 @@ def toy_study(
             "budget": {"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 0, **budget},
             "checkpoint": {
                 "storage": f"s3://{bucket}/{uuid.uuid4().hex[:8]}",
-                "endpointUrl": endpoint,
                 "secretName": "s3-creds",
                 "deleteOnCompletion": True,
             },
@@ -64,6 +64,14 @@ def data_prefix(cluster: Cluster, name: str) -> str:
     uid = study["metadata"]["uid"]
     assert prefix.endswith(f"/default/{name}/{uid}"), (prefix, uid)
     return prefix
+
+
+def endpoints(s3: tuple[str, str], prom: tuple[str, str] | None = None) -> dict[str, str]:
+    """The operator settings that point it at the test's S3 server and Prometheus."""
+    out = {"s3_endpoint_url": s3[0]}
+    if prom is not None:
+        out.update(prometheus_url=prom[0], pushgateway_url=prom[1])
+    return out
 
 
 def phase(cluster: Cluster, name: str) -> str:

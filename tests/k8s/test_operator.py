@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, data_prefix, phase, toy_study
+from kt_studies import SECRETS, data_prefix, endpoints, phase, toy_study
 
 from kubetune.trial.checkpoint import CheckpointStore
 
@@ -27,7 +27,7 @@ async def test_asha_study_end_to_end(
     cluster: Cluster, s3_server: tuple[str, str], prometheus: tuple[str, str]
 ) -> None:
     cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server, prometheus))
     study = toy_study("toy-asha", s3_server, prometheus)
     await cluster.call(cluster.api.create, "Study", "default", study)
     await wait_for(lambda: phase(cluster, "toy-asha") in ("Completed", "Failed"), 150, "study end")
@@ -63,7 +63,7 @@ async def test_asha_study_end_to_end(
 
 
 async def test_bad_study_gets_valid_false_and_nothing_is_created(cluster: Cluster) -> None:
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(("http://127.0.0.1:1", "b")))
     study = toy_study("bad", ("http://127.0.0.1:1", "b"), None)
     study["spec"]["searchSpace"]["x"] = {"type": "float", "low": 2.0, "high": 1.0}
     await cluster.call(cluster.api.create, "Study", "default", study)
@@ -86,7 +86,7 @@ async def test_preempted_trial_resumes_without_a_failure(
     cluster: Cluster, s3_server: tuple[str, str]
 ) -> None:
     kubelet = cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server))
     study = toy_study("preempt", s3_server, None, maxTrials=2, parallelism=1)
     study["spec"]["resource"] = {"metric": "step", "min": 4, "max": 8}
     study["spec"]["trialTemplate"]["spec"]["containers"][0]["env"] = [
@@ -124,7 +124,7 @@ async def test_deleting_a_study_removes_trials_jobs_and_checkpoints(
     cluster: Cluster, s3_server: tuple[str, str]
 ) -> None:
     cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server))
     study = toy_study("doomed", s3_server, None)
     study["spec"]["trialTemplate"]["spec"]["containers"][0]["env"] = [
         {"name": "TOY_SLEEP", "value": "0.3"}
@@ -153,7 +153,7 @@ async def test_operator_killed_and_restarted_gives_the_same_outcome(
     import asyncio
 
     cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server, prometheus))
     ref = toy_study("ref", s3_server, prometheus, parallelism=1, maxTrials=4)
     await cluster.call(cluster.api.create, "Study", "default", ref)
     await wait_for(lambda: phase(cluster, "ref") == "Completed", 120, "reference run")
@@ -165,7 +165,7 @@ async def test_operator_killed_and_restarted_gives_the_same_outcome(
         await wait_for(lambda w=want: len(cluster.trials("restart")) >= w, 120, f"{want} trials")
         await cluster.kill_operator()
         await asyncio.sleep(0.3)
-        cluster.start_operator()
+        cluster.start_operator(**endpoints(s3_server, prometheus))
     await wait_for(lambda: phase(cluster, "restart") == "Completed", 120, "restarted run")
     assert summary(cluster, "restart") == expected
     names = [j["metadata"]["name"] for j in cluster.jobs("restart")]
@@ -179,7 +179,7 @@ async def test_asha_study_trains_the_real_torch_model(
     """The shipped PyTorch example (digits MLP) as the Jobs' container: real training, real
     checkpoints in S3, milestones through Prometheus; a promotion resumes the rung checkpoint."""
     cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server, prometheus))
     study = toy_study("digits-asha", s3_server, prometheus)
     spec = study["spec"]
     spec["objectives"] = [{"metric": "val_loss", "goal": "minimize"}]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, data_prefix, phase, toy_study
+from kt_studies import SECRETS, data_prefix, endpoints, phase, toy_study
 
 from kubetune.operator.backends.k8s.executor import condition
 from kubetune.operator.backends.k8s.jobs import job_name, trial_name
@@ -114,7 +114,7 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
     endpoint, _ = s3_server
     name = "budget"
     kubelet = cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server))
     study = budget_study(name, s3_server, maxTrials=3, parallelism=1)
     await cluster.call(cluster.api.create, "Study", "default", study)
     sampler = Concurrency(cluster, kubelet, name)

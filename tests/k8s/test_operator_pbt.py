@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, data_prefix, phase, toy_study
+from kt_studies import SECRETS, data_prefix, endpoints, phase, toy_study
 
 from kubetune.operator.backends.k8s.jobs import job_name, trial_name
 from kubetune.trial.checkpoint import checkpoint_name
@@ -52,7 +52,7 @@ async def test_pbt_exploit_copies_the_donors_checkpoint_in_s3(
 ) -> None:
     name = f"toy-{algorithm}"
     cluster.start_kubelet(SECRETS)
-    cluster.start_operator()
+    cluster.start_operator(**endpoints(s3_server, prometheus if algorithm == "pbt" else None))
     # PBT with metrics through Prometheus, MO-PBT with the durable results in object storage
     study = pbt_study(name, algorithm, s3_server, prometheus if algorithm == "pbt" else None)
     await cluster.call(cluster.api.create, "Study", "default", study)

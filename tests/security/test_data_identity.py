@@ -72,15 +72,15 @@ def test_deletion_removes_the_recorded_run_prefix_and_nothing_else(tmp_path: Pat
         return {
             "metadata": {"name": "doomed", "namespace": "team-a", "uid": uid},
             "spec": {"checkpoint": {"deleteOnCompletion": True}},
-            "status": {"storage": {"prefix": prefix, "endpointUrl": ""}},
+            "status": {"storage": {"prefix": prefix}},
         }
 
     # A status claiming a wider prefix (or another run's) is refused: nothing is deleted.
-    delete_run_data(body(f"{tmp_path.as_uri()}/team-a/doomed"))
-    delete_run_data(body(other_run.study_url))
+    delete_run_data(body(f"{tmp_path.as_uri()}/team-a/doomed"), "")
+    delete_run_data(body(other_run.study_url), "")
     assert layout.trial("t0000").latest() is not None
     assert other_run.trial("t0000").latest() is not None
-    delete_run_data(body(layout.study_url))
+    delete_run_data(body(layout.study_url), "")
     assert not (tmp_path / "team-a" / "doomed" / "uid-1").exists()
     assert foreign.read_bytes() == b"someone else's"
     assert other_run.trial("t0000").latest() is not None

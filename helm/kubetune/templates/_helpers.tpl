@@ -74,36 +74,33 @@ app.kubernetes.io/component: operator
 
 {{/*
 RBAC rules on namespaced resources: what the operator reads and writes in a watched namespace.
-Studies are only read and patched (kopf's finalizer and progress annotations, status); Trials and
-Jobs are created, patched and deleted; pods and their logs are read (phases, preemption, failure
-messages); events are created. Peering rules are added where the namespaced peering is used.
+Exactly the verbs the code uses (tests/helm/test_rbac_usage.py compares them with the KubeApi
+calls in operator/backends/k8s/): Studies are listed, watched and patched by kopf (finalizer,
+progress) and their status is patched; Trials are created, read, listed, patched and deleted;
+Jobs are created, read, listed and deleted (never patched); pods are listed (phases, preemption,
+failure messages come from the pod status, not logs); core/v1 events are created. Peering rules
+are added where the namespaced peering is used.
 */}}
 {{- define "kubetune.namespacedRules" -}}
 - apiGroups: ["kubetune.io"]
   resources: ["studies"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["kubetune.io"]
   resources: ["studies/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["kubetune.io"]
   resources: ["trials"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["kubetune.io"]
   resources: ["trials/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 - apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- end }}

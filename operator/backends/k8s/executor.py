@@ -17,6 +17,9 @@ How a segment's end is judged:
   preemption count and the Study's events still show it.
 - Job gone and not stopped by us → `lost`: the controller resumes it from its checkpoint.
 
+Policy: every Job is rendered against the operator's trial policy for the namespace; a template
+that breaks it is never created, and the segment ends with failure reason `PolicyViolation`.
+
 Live parallelism: the executor never runs more Jobs than `limit`. A segment launched over the
 limit is *deferred* (its Job is created when a slot frees); when the limit is lowered (a
 `kubectl patch` of `spec.budget.parallelism`) the surplus Jobs, highest trial index first, are
@@ -33,8 +36,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetune.operator.backends.k8s.api import ApiError, KubeApi
-from kubetune.operator.backends.k8s.jobs import job_name, render_job, selector_labels
+from kubetune.operator.backends.k8s.jobs import (
+    PolicyViolation,
+    job_name,
+    render_job,
+    selector_labels,
+)
 from kubetune.operator.controller.executor import SegmentStatus
+from kubetune.operator.spec.policy import TemplatePolicy
 from kubetune.trial.env import EXIT_PREEMPTED, TrialEnv
 
 log = logging.getLogger("kubetune.k8s")
@@ -88,8 +97,10 @@ class K8sExecutor:
         limit: int,
         secret_name: str = "",
         pushgateway_url: str = "",
+        policy: TemplatePolicy | None = None,
     ) -> None:
         self.api = api
+        self.policy = policy if policy is not None else TemplatePolicy()
         self.study = study  # the live Study object
         self.trial_object = trial_object  # trial id -> its Trial object (name, uid)
         self.limit = limit
@@ -176,7 +187,20 @@ class K8sExecutor:
         env.pushgateway_url = h["env"].get("KUBETUNE_PUSHGATEWAY_URL", "")
         for _ in range(20):
             name = job_name(env.study, env.trial_id, env.segment, h["attempt"])
-            job = render_job(self.study(), trial, env, name=name, secret_name=self.secret_name)
+            try:
+                job = render_job(
+                    self.study(),
+                    trial,
+                    env,
+                    name=name,
+                    secret_name=self.secret_name,
+                    policy=self.policy,
+                )
+            except PolicyViolation as exc:
+                log.warning("not creating Job %s: %s", name, exc)
+                h["state"] = "rejected"
+                h["rejected"] = f"{exc.policy.describe()} forbids the trial template: {exc}"
+                return
             try:
                 self.api.create("Job", self.namespace, job)
             except ApiError as exc:
@@ -202,6 +226,13 @@ class K8sExecutor:
         if h is not handle:  # the controller holds the persisted copy: keep them one
             handle.update(h)
             self.handles[handle["trial"]] = h = handle
+        if h["state"] == "rejected":
+            return self._ended(
+                h,
+                SegmentStatus(
+                    "exited", log_tail=h.get("rejected", ""), failure_reason="PolicyViolation"
+                ),
+            )
         if h["state"] == "deferred":
             job = self.jobs.get(h["job"])
             if job is not None and self._adoptable(job):

@@ -39,6 +39,8 @@ from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.metrics import MetricSource, NoLiveMetrics, WithDurableResults
 from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.spec.model import GROUP, VERSION, Study
+from kubetune.operator.spec.policy import PolicyConfig
+from kubetune.operator.spec.schema import SpecError
 from kubetune.operator.spec.validation import StudyInvalid, parse_study
 
 log = logging.getLogger("kubetune.operator")
@@ -55,15 +57,29 @@ WARNING_REASONS = {
 }
 
 
+# Study fields that name a URL: honoured by `kubetune run` (the user runs that process), never by
+# the operator, which has the platform's credentials and network reach.
+LOCAL_ONLY_URLS = (
+    ("spec.metrics.prometheusUrl", "use spec.metrics.prometheus: <name of an operator endpoint>"),
+    ("spec.metrics.pushgatewayUrl", "the operator's Pushgateway is used"),
+    ("spec.checkpoint.endpointUrl", "the operator's S3 endpoint is used"),
+)
+
+
 @dataclass
 class OperatorSettings:
     host: str = ""  # API server URL; empty: in-cluster config or KUBECONFIG
-    prometheus_url: str = ""
+    prometheus_url: str = ""  # the default Prometheus
+    # Prometheus endpoints a Study may choose by name (spec.metrics.prometheus).
+    prometheus_endpoints: dict[str, str] = field(default_factory=dict)
     pushgateway_url: str = ""
     checkpoint_storage: str = ""
     checkpoint_secret: str = ""
     s3_endpoint_url: str = ""
     interval: float = 5.0
+    # The trial-template policy (chart `trialPolicy`): checked when a Study is read and again
+    # before every Job is created.
+    trial_policy: PolicyConfig = field(default_factory=PolicyConfig)
     # kopf pauses every peer that shares the highest priority, so each replica of a Deployment
     # (same args) must get its own: the highest one works, the other stands by.
     peering_priority: int = 0
@@ -187,19 +203,22 @@ class StudyRunner:
                     "only spec.budget changes apply to a started study"
                 )
         try:
-            study = parse_study(doc, source=f"{self.namespace}/{self.name}")
+            study = parse_study(
+                doc,
+                source=f"{self.namespace}/{self.name}",
+                policy=self.settings.trial_policy.for_namespace(self.namespace),
+            )
             storage = study.spec.checkpoint.storage or self.settings.checkpoint_storage
+            errors = self._cluster_errors(study)
             if not storage:
-                from kubetune.operator.spec.schema import SpecError
-
-                raise StudyInvalid(
-                    [
-                        SpecError(
-                            "spec.checkpoint.storage",
-                            "required: the operator has no default (--checkpoint-storage)",
-                        )
-                    ]
+                errors.append(
+                    SpecError(
+                        "spec.checkpoint.storage",
+                        "required: the operator has no default (--checkpoint-storage)",
+                    )
                 )
+            if errors:
+                raise StudyInvalid(errors)
         except StudyInvalid as exc:
             self.invalid = "; ".join(str(e) for e in exc.errors)
             if self.controller is None:
@@ -214,9 +233,40 @@ class StudyRunner:
             return
         self._apply_live(study, doc["spec"])
 
+    def _cluster_errors(self, study: Study) -> list[SpecError]:
+        """What a Study may set locally but not in the cluster: URLs, unknown endpoint names."""
+        spec = study.spec
+        values = {
+            "spec.metrics.prometheusUrl": spec.metrics.prometheus_url,
+            "spec.metrics.pushgatewayUrl": spec.metrics.pushgateway_url,
+            "spec.checkpoint.endpointUrl": spec.checkpoint.endpoint_url,
+        }
+        errors = [
+            SpecError(
+                path,
+                f"not allowed in a cluster: the operator never requests a URL a "
+                f"Study names; {hint}",
+            )
+            for path, hint in LOCAL_ONLY_URLS
+            if values[path]
+        ]
+        name = spec.metrics.prometheus
+        if name and name not in self.settings.prometheus_endpoints:
+            offered = ", ".join(sorted(self.settings.prometheus_endpoints)) or "none"
+            errors.append(
+                SpecError(
+                    "spec.metrics.prometheus",
+                    f"unknown Prometheus endpoint {name!r}; the operator offers: {offered}",
+                )
+            )
+        return errors
+
     def _build(self, study: Study, storage: str) -> None:
         spec = study.spec
-        prometheus = spec.metrics.prometheus_url or self.settings.prometheus_url
+        name = spec.metrics.prometheus
+        prometheus = (
+            self.settings.prometheus_endpoints[name] if name else self.settings.prometheus_url
+        )
         if prometheus:
             self.metrics_source = CachedStudyMetrics(
                 PrometheusSource(prometheus), self.name, self.uid
@@ -230,7 +280,7 @@ class StudyRunner:
             self.namespace,
             self.name,
             self.uid,
-            s3_endpoint_url=spec.checkpoint.endpoint_url or self.settings.s3_endpoint_url,
+            s3_endpoint_url=self.settings.s3_endpoint_url,
         )
         self.layout = layout
         live: MetricSource = self.metrics_source or NoLiveMetrics()
@@ -240,7 +290,8 @@ class StudyRunner:
             store.trial_object,
             limit=spec.budget.parallelism,
             secret_name=spec.checkpoint.secret_name or self.settings.checkpoint_secret,
-            pushgateway_url=spec.metrics.pushgateway_url or self.settings.pushgateway_url,
+            pushgateway_url=self.settings.pushgateway_url,
+            policy=self.settings.trial_policy.for_namespace(self.namespace),
         )
         self.controller = Controller(
             study,
@@ -329,10 +380,7 @@ class StudyRunner:
                 now=_now(),
             )
             if self.layout is not None:  # recorded once, read back by deletion
-                out["storage"] = {
-                    "prefix": self.layout.study_url,
-                    "endpointUrl": self.layout.s3_endpoint_url,
-                }
+                out["storage"] = {"prefix": self.layout.study_url}
             out["acceptedSpec"] = {k: v for k, v in self.spec_doc.items() if k != "budget"}
         self.conditions = {c["type"]: c for c in out["conditions"]}
         return out
@@ -397,12 +445,13 @@ def cleanup(settings: OperatorSettings, body: Any) -> None:
         raise kopf.TemporaryError(f"waiting for {len(jobs)} Jobs to terminate", delay=1)
     checkpoint = (body.get("spec") or {}).get("checkpoint") or {}
     if checkpoint.get("deleteOnCompletion"):
-        delete_run_data(body)
+        delete_run_data(body, settings.s3_endpoint_url)
 
 
-def delete_run_data(body: Any) -> None:
+def delete_run_data(body: Any, s3_endpoint_url: str) -> None:
     """Delete what this Study's run wrote: the prefix recorded in its status when the run
-    started (it ends with the Study's UID), never a prefix taken from the spec at deletion."""
+    started (it ends with the Study's UID), never a prefix taken from the spec at deletion, on
+    the platform's storage endpoint (never one the Study or its status names)."""
     meta = body["metadata"]
     recorded = (body.get("status") or {}).get("storage") or {}
     prefix = str(recorded.get("prefix") or "")
@@ -414,7 +463,7 @@ def delete_run_data(body: Any) -> None:
         return
     from kubetune.trial.checkpoint import CheckpointStore
 
-    store = CheckpointStore(prefix, str(recorded.get("endpointUrl") or ""))
+    store = CheckpointStore(prefix, s3_endpoint_url)
     if store.fs.exists(store.root):
         store.fs.rm(store.root, recursive=True)
 

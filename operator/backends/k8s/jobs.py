@@ -16,6 +16,10 @@ terminationGracePeriodSeconds, extra containers); the operator only:
   segment's newest checkpoint;
 - sets `terminationMessagePolicy: FallbackToLogsOnError` on the trial container when the template
   leaves it unset, so that a crash's last log lines are in the pod status for the Trial's failure.
+
+Given the operator's trial policy (`kubetune.operator.spec.policy`), a template that breaks it is
+never rendered: `render_job` raises `PolicyViolation` (the last line of defence after admission
+and validation).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import re
 from typing import Any
 
 from kubetune.operator.spec.model import API_VERSION
+from kubetune.operator.spec.policy import TemplatePolicy, check, study_secrets
+from kubetune.operator.spec.schema import SpecError
 from kubetune.trial.env import TrialEnv
 
 LABEL_STUDY = "kubetune.io/study"
@@ -32,6 +38,17 @@ LABEL_TRIAL = "kubetune.io/trial"
 LABEL_SEGMENT = "kubetune.io/segment"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 MAX_NAME = 63
+
+
+class PolicyViolation(Exception):
+    """The trial template breaks the operator's trial policy: no Job is rendered."""
+
+    reason = "PolicyViolation"
+
+    def __init__(self, errors: list[SpecError], policy: TemplatePolicy) -> None:
+        self.errors = errors
+        self.policy = policy
+        super().__init__("; ".join(str(e) for e in errors))
 
 
 def trial_name(study: str, trial_id: str) -> str:
@@ -81,15 +98,21 @@ def render_job(
     name: str = "",
     secret_name: str = "",
     metrics_port: int = 9090,
+    policy: TemplatePolicy | None = None,
 ) -> dict[str, Any]:
     """The Job for `env`'s segment.
 
     `study` is the Study object (metadata + spec), `trial` the Trial object it belongs to (its
-    metadata.name and metadata.uid are used for the owner reference).
+    metadata.name and metadata.uid are used for the owner reference). With a `policy`, a
+    template that breaks it raises `PolicyViolation` and nothing is rendered.
     """
     meta = study.get("metadata") or {}
     spec = study.get("spec") or {}
     namespace = meta.get("namespace") or "default"
+    if policy is not None:
+        errors = check(spec.get("trialTemplate") or {}, policy, study_secrets(spec))
+        if errors:
+            raise PolicyViolation(errors, policy)
     template = copy.deepcopy(spec.get("trialTemplate") or {})
     tmeta = template.get("metadata") or {}
     pod_spec = template.get("spec") or {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -35,7 +36,22 @@ _SERIES_KEYS = ("__name__", "metric", "resource")
 
 
 class MetricsUnavailable(Exception):
-    pass
+    """Prometheus could not answer. The message is a short reason of our own ("HTTP 500",
+    "connection refused"): never the response body, which ends up nowhere (status, events)."""
+
+
+def _short_reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, urllib.error.URLError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ValueError):
+        return "invalid response (not JSON)"
+    return f"connection failed ({type(exc).__name__})"
 
 
 def _quote_label(value: str) -> str:
@@ -63,10 +79,15 @@ class PrometheusSource:
             ) as resp:
                 data = json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise MetricsUnavailable(f"{self.url}: {exc}") from exc
-        if data.get("status") != "success":
-            raise MetricsUnavailable(f"{self.url}: {data.get('error', data)}")
-        result: list[dict[str, Any]] = data["data"]["result"]
+            raise MetricsUnavailable(f"Prometheus: {_short_reason(exc)}") from exc
+        if not isinstance(data, dict) or data.get("status") != "success":
+            kind = data.get("errorType") if isinstance(data, dict) else None
+            kind = kind if isinstance(kind, str) and re.fullmatch(r"[a-z_]{1,32}", kind) else ""
+            raise MetricsUnavailable(f"Prometheus: query failed{f' ({kind})' if kind else ''}")
+        try:
+            result: list[dict[str, Any]] = data["data"]["result"]
+        except (KeyError, TypeError):
+            raise MetricsUnavailable("Prometheus: invalid response (no data.result)") from None
         return result
 
     def study_milestones(

@@ -1,0 +1,97 @@
+"""RBAC matches the code: every verb the chart grants is used, every API call is granted.
+
+The operator's own calls are found by reading operator/backends/k8s/*.py (the KubeApi methods
+get/list/create/patch/delete and raw `request(METHOD, api.path(KIND, ..., SUB))`); kopf's needs are
+listed here with the reason for each.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubetune.operator.backends.k8s.api import RESOURCES
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "kubetune"
+BACKEND = REPO / "operator" / "backends" / "k8s"
+VERBS = {"get", "list", "create", "patch", "delete"}
+HTTP_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}
+
+# What kopf itself does with the resources the operator handles.
+KOPF_NEEDS = {
+    ("kubetune.io", "studies"): {"list", "watch", "patch"},  # watch stream, finalizer, progress
+    ("kubetune.io", "studies/status"): {"patch"},  # progress storage in status
+    ("", "events"): {"create"},  # kopf posts handler errors as core/v1 events
+}
+
+
+def _const(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _is_api(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "api") or (
+        isinstance(node, ast.Attribute) and node.attr == "api"
+    )
+
+
+def _resource(kind: str, sub: str | None) -> tuple[str, str]:
+    prefix, plural = RESOURCES[kind]
+    group = "" if prefix.startswith("/api/") else prefix.split("/")[2]
+    return group, f"{plural}/{sub}" if sub else plural
+
+
+def code_calls() -> dict[tuple[str, str], set[str]]:
+    used: dict[tuple[str, str], set[str]] = {}
+    for path in sorted(BACKEND.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if not _is_api(node.func.value):
+                continue
+            method, args = node.func.attr, node.args
+            if method in VERBS and args and _const(args[0]) in RESOURCES:
+                sub = {k.arg: _const(k.value) for k in node.keywords}.get("sub")
+                if method == "patch" and len(args) > 4:
+                    sub = _const(args[4])
+                verb, key = method, _resource(str(_const(args[0])), sub)
+            elif method == "request" and len(args) >= 2 and isinstance(args[1], ast.Call):
+                target = args[1]
+                assert isinstance(target.func, ast.Attribute) and target.func.attr == "path"
+                sub = _const(target.args[3]) if len(target.args) > 3 else None
+                verb = HTTP_VERBS[str(_const(args[0]))]
+                key = _resource(str(_const(target.args[0])), sub)
+            else:
+                continue
+            used.setdefault(key, set()).add(verb)
+    return used
+
+
+def test_the_scan_sees_the_known_calls() -> None:
+    used = code_calls()
+    assert "create" in used[("batch", "jobs")]
+    assert "patch" in used[("kubetune.io", "trials/status")]  # raw JSON-patch request
+    assert "patch" in used[("kubetune.io", "studies/status")]  # sub="status" keyword
+
+
+def test_cluster_role_grants_exactly_what_code_and_kopf_use(helm: Any) -> None:
+    out = helm("template", "kt", str(CHART), "--namespace", "kubetune-system").stdout
+    (role,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ClusterRole"]
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted[(group, resource)] = set(rule["verbs"])
+    for cluster_read in (("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")):
+        assert granted.pop(cluster_read) == {"list", "watch"}  # kopf's cluster-wide scan
+    needed: dict[tuple[str, str], set[str]] = {}
+    for source in (code_calls(), KOPF_NEEDS):
+        for key, verbs in source.items():
+            needed.setdefault(key, set()).update(verbs)
+    assert granted == needed
+    assert "patch" not in granted[("batch", "jobs")]
+    assert ("", "pods/log") not in granted

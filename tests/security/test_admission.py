@@ -30,6 +30,8 @@ def violations(schema: dict[str, Any], value: Any, path: str = "") -> list[tuple
     """(path, message) of every rule that fails, and of every maxItems exceeded."""
     out: list[tuple[str, str]] = []
     for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue  # a transition rule: the API server evaluates it on update only
         if not evaluate(rule["rule"], value):
             out.append((path + rule.get("fieldPath", ""), rule["message"]))
     if isinstance(value, dict):

@@ -3,6 +3,7 @@ Jobs as local processes, a real Prometheus + Pushgateway, and the S3 server."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import boto3
@@ -99,10 +100,12 @@ async def test_preempted_trial_resumes_without_a_failure(
         "a running trial",
     )
     job = first[0].job
-    import asyncio
-
-    await asyncio.sleep(0.6)  # a checkpoint or two committed, the segment (4 steps) not done
-    kubelet.preempt(job)
+    endpoint, _ = s3_server
+    tid = job.removeprefix("preempt-").split("-")[0]
+    await wait_for(lambda: "storage" in (cluster.study("preempt") or {}).get("status", {}), 60)
+    store = CheckpointStore(f"{data_prefix(cluster, 'preempt')}/{tid}", endpoint)
+    committed = await wait_for(store.latest, 60, "a committed checkpoint")
+    kubelet.preempt(job)  # the segment (4 steps of 0.4 s) is not done yet
     await wait_for(lambda: phase(cluster, "preempt") in ("Completed", "Failed"), 120, "study end")
     status = cluster.study("preempt")["status"]  # type: ignore[index]
     assert status["phase"] == "Completed", status
@@ -115,9 +118,13 @@ async def test_preempted_trial_resumes_without_a_failure(
     )
     assert trial["status"]["preemptions"] >= 1
     assert "Preempted" in {e["reason"] for e in cluster.events()}
-    # the resumed pod restored from the checkpoint, not from scratch
+    # the replacement pod restored a checkpoint at least as new as the one committed before
+    # the preemption, not from scratch (the SDK's log line names it)
     log = next(kubelet.workdir.glob(f"{pods[1]}.log")).read_text()
-    assert "restored" in log or "toy-first-report" in log
+    found = re.search(r"restored (\S+) \(step (\d+)\)", log)
+    assert found is not None, log
+    assert int(found.group(2)) >= committed.resource > 0, (found.group(0), committed)
+    assert found.group(1).startswith(store.url.rstrip("/") + "/")
 
 
 async def test_deleting_a_study_removes_trials_jobs_and_checkpoints(

@@ -5,4 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+# Appended, not prepended: tests/k8s modules import their own `conftest` by name, and a
+# prepended folder holding another conftest.py would shadow it in a whole-suite run.
+sys.path.append(str(Path(__file__).parent))

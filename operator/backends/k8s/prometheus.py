@@ -16,6 +16,7 @@ checkpoints, and the Study says so in its `MetricsAvailable` condition).
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import time
@@ -62,7 +63,7 @@ class PrometheusSource:
                 f"{self.url}/api/v1/query?{qs}", timeout=self.timeout
             ) as resp:
                 data = json.loads(resp.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             raise MetricsUnavailable(f"{self.url}: {exc}") from exc
         if data.get("status") != "success":
             raise MetricsUnavailable(f"{self.url}: {data.get('error', data)}")

@@ -42,7 +42,12 @@ from kubetune.operator.controller.state import (
 from kubetune.operator.spec.algorithms import make_scheduler
 from kubetune.operator.spec.model import Study
 from kubetune.trial.checkpoint import CheckpointStore
-from kubetune.trial.env import EXIT_BAD_REPORT, TrialEnv
+from kubetune.trial.env import (
+    EXIT_BAD_REPORT,
+    EXIT_CANNOT_EXECUTE,
+    EXIT_COMMAND_NOT_FOUND,
+    TrialEnv,
+)
 
 log = logging.getLogger("kubetune.controller")
 
@@ -267,7 +272,11 @@ class Controller:
                 ),
             )
         else:
-            reason = "BadReport" if status.exit_code == EXIT_BAD_REPORT else "Crashed"
+            reason = {
+                EXIT_BAD_REPORT: "BadReport",
+                EXIT_COMMAND_NOT_FOUND: "CommandNotFound",
+                EXIT_CANNOT_EXECUTE: "CommandNotExecutable",
+            }.get(status.exit_code or 0, "Crashed")
             self._fail_trial(
                 t,
                 Failure(

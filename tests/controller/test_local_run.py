@@ -374,3 +374,38 @@ def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) 
     assert again.returncode == 0, again.stderr
     final = trials_of(out)
     assert len(final) == 6 and {t["phase"] for t in final} <= {"Paused", "Completed"}
+
+
+@pytest.mark.parametrize(
+    ("command", "reason", "exit_code", "named"),
+    [
+        (["nosuchbinary-kubetune", "x"], "CommandNotFound", 127, "nosuchbinary-kubetune"),
+        (["./not_executable.sh"], "CommandNotExecutable", 126, "./not_executable.sh"),
+    ],
+)
+def test_a_command_that_cannot_start_fails_its_trials_not_the_controller(
+    tmp_path: Path, command: list[str], reason: str, exit_code: int, named: str
+) -> None:
+    script = tmp_path / "not_executable.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    doc = toy_study(
+        algorithm={"name": "random", "seed": 0},
+        budget={"maxTrials": 4, "parallelism": 1, "maxFailedTrials": 1},
+    )
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0]["command"] = command
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out, "--quiet")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    state = state_of(out)
+    assert state["phase"] == "Failed"
+    assert state["message"].startswith("TooManyFailures: 2 trials failed")
+    assert len(state["trials"]) == 2
+    for t in state["trials"]:
+        assert t["phase"] == "Failed"
+        assert t["failure"]["reason"] == reason
+        assert t["failure"]["exitCode"] == exit_code
+        assert repr(named) in t["failure"]["message"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phase"] == "Failed"

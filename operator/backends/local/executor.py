@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.operator.controller.executor import SegmentStatus
-from kubetune.trial.env import EXIT_PREEMPTED, TrialEnv
+from kubetune.trial.env import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_COMMAND_NOT_FOUND,
+    EXIT_PREEMPTED,
+    TrialEnv,
+)
 
 PLATFORM_SIGNALS = {signal.SIGTERM, signal.SIGKILL, signal.SIGINT}
 
@@ -34,6 +39,19 @@ def tail(path: str | Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+def _launch_error(argv: list[str], exc: OSError) -> tuple[int, str]:
+    """The exit code a shell would give for `exc`, and a message naming what could not start."""
+    what = argv[0] if argv else "(empty command)"
+    if isinstance(exc, FileNotFoundError) and exc.filename not in (None, what):
+        # Popen names the working directory when that is what is missing.
+        return EXIT_COMMAND_NOT_FOUND, f"cannot start {what!r}: no such directory {exc.filename!r}"
+    if isinstance(exc, FileNotFoundError):
+        return EXIT_COMMAND_NOT_FOUND, f"command not found: {what!r} (trial command {argv})"
+    if isinstance(exc, PermissionError):
+        return EXIT_CANNOT_EXECUTE, f"command not executable: {what!r} (permission denied)"
+    return EXIT_CANNOT_EXECUTE, f"cannot start {what!r}: {exc.strerror or exc}"
 
 
 class LocalExecutor:
@@ -67,27 +85,39 @@ class LocalExecutor:
         env.metrics_port_file = str(port_file)
         environ = {**os.environ, **self.static_env, **env.to_env()}
         environ.setdefault("PYTHONUNBUFFERED", "1")
-        with open(log, "ab") as out:
-            out.write(f"--- kubetune: segment {env.segment} of {env.trial_id}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                self._resolve(self.command),
-                cwd=self.workdir,
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children[proc.pid] = proc
-        return {
-            "pid": proc.pid,
+        handle: dict[str, Any] = {
+            "pid": 0,
             "trial": env.trial_id,
             "segment": env.segment,
             "log": str(log),
             "portFile": str(port_file),
             "started": time.time(),
         }
+        argv = self._resolve(self.command)
+        with open(log, "ab") as out:
+            out.write(f"--- kubetune: segment {env.segment} of {env.trial_id}\n".encode())
+            out.flush()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=self.workdir,
+                    env=environ,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                # The command cannot start (a typo, a script without its executable bit): that
+                # is this trial's failure, reported the way a shell would (127/126), never the
+                # controller's crash.
+                code, message = _launch_error(argv, exc)
+                out.write(f"kubetune: {message}\n".encode())
+                handle["launchError"] = {"exitCode": code, "message": message}
+                return handle
+        self.children[proc.pid] = proc
+        handle["pid"] = proc.pid
+        return handle
 
     def _metrics_url(self, handle: dict[str, Any]) -> str | None:
         try:
@@ -110,6 +140,12 @@ class LocalExecutor:
         return want <= set(environ)
 
     def poll(self, handle: dict[str, Any]) -> SegmentStatus:
+        if "launchError" in handle:
+            return SegmentStatus(
+                "exited",
+                exit_code=int(handle["launchError"]["exitCode"]),
+                log_tail=handle["launchError"]["message"],
+            )
         pid = int(handle["pid"])
         proc = self.children.get(pid)
         url = self._metrics_url(handle)
@@ -132,6 +168,8 @@ class LocalExecutor:
         )
 
     def stop(self, handle: dict[str, Any]) -> None:
+        if "launchError" in handle:
+            return  # nothing was started
         pid = int(handle["pid"])
         if pid in self.children or self._is_ours(handle):
             with contextlib.suppress(ProcessLookupError):

@@ -12,8 +12,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import yaml
-
 from kubetune.operator.backends.local.executor import LocalExecutor
 from kubetune.operator.backends.local.metrics import local_metrics
 from kubetune.operator.backends.local.progress import Progress
@@ -21,7 +19,7 @@ from kubetune.operator.backends.local.store import JsonStateStore
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.report.files import write_outputs
-from kubetune.operator.spec.validation import load_single_study
+from kubetune.operator.spec.validation import load_single_study, load_yaml_documents
 
 STATE_FILE = "state.json"
 
@@ -107,6 +105,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _document(path: str) -> dict[str, Any]:
-    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    docs = load_yaml_documents(Path(path).read_text())
     doc: dict[str, Any] = json.loads(json.dumps(docs[0]))
     return doc

@@ -8,6 +8,7 @@ either wholly valid or rejected with all of its problems, so nothing is ever hal
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,30 @@ from kubetune.operator.spec.model import (
 from kubetune.operator.spec.schema import SpecError, parse_dataclass
 
 MULTI_OBJECTIVE_ALTERNATIVE = {"asha": "moasha", "hyperband": "moasha", "pbt": "mopbt"}
+
+
+class StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 numbers, as the Kubernetes API server reads them.
+
+    PyYAML resolves floats by YAML 1.1, which wants a dot: `1e-05` or `1E5` would be strings,
+    while kubectl and the API server (YAML 1.2, JSON) read them as numbers.
+    """
+
+
+StudyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+
+            |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """The non-empty YAML documents of `text`, read with `StudyLoader`."""
+    return [d for d in yaml.load_all(text, Loader=StudyLoader) if d is not None]
 
 
 class StudyInvalid(Exception):
@@ -72,7 +97,7 @@ def load_study_file(path: str | Path) -> list[LoadedStudy]:
     except OSError as exc:
         raise StudyInvalid([SpecError(source, f"cannot read: {exc.strerror}")], source) from exc
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = load_yaml_documents(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

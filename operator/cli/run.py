@@ -31,12 +31,13 @@ class Interrupted(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="Study YAML file")
     p.add_argument("--output", "-o", default=None, help="output folder (default runs/<name>)")
-    p.add_argument(
+    earlier = p.add_mutually_exclusive_group()
+    earlier.add_argument(
         "--resume",
         action="store_true",
-        help="continue the study in --output (the default when it holds a study)",
+        help="continue the study in --output, which must hold one (the default when it does)",
     )
-    p.add_argument("--fresh", action="store_true", help="discard an earlier run in --output")
+    earlier.add_argument("--fresh", action="store_true", help="discard an earlier run in --output")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress view")
     p.add_argument("--parallelism", type=int, default=None, help="override spec.budget.parallelism")
 
@@ -49,6 +50,13 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("runs") / study.name).resolve()
     doc = _document(args.study)
     state_path = output / STATE_FILE
+    if args.resume and not state_path.exists():
+        print(
+            f"--resume: {output} holds no run to resume (no {STATE_FILE}); "
+            "leave out --resume to start one, or name the run's folder with --output",
+            file=sys.stderr,
+        )
+        return 2
     if args.fresh and output.exists():
         shutil.rmtree(output)
     store = JsonStateStore(state_path, doc)

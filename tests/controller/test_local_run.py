@@ -409,3 +409,22 @@ def test_a_command_that_cannot_start_fails_its_trials_not_the_controller(
         assert repr(named) in t["failure"]["message"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["phase"] == "Failed"
+
+
+def test_resume_and_fresh_together_are_refused_and_nothing_is_deleted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    keep = out / "state.json"
+    keep.write_text("{}")
+    proc = run_cli(write(tmp_path, toy_study()), out, "--resume", "--fresh", "--quiet")
+    assert proc.returncode == 2
+    assert "--fresh" in proc.stderr and "--resume" in proc.stderr
+    assert keep.read_text() == "{}"
+
+
+def test_resume_of_a_folder_without_a_run_is_an_error_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / "nothing-here"
+    proc = run_cli(write(tmp_path, toy_study()), out, "--resume", "--quiet")
+    assert proc.returncode == 2
+    assert f"{out.resolve()} holds no run to resume" in proc.stderr
+    assert not out.exists()

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+    executor.close()  # every trial has ended: end what their processes left running
     files = write_outputs(controller.state, spec, study.name, output)
     progress.final(controller, files)
     return 0 if phase == "Completed" else 1

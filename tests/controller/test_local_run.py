@@ -428,3 +428,38 @@ def test_resume_of_a_folder_without_a_run_is_an_error_naming_it(tmp_path: Path) 
     assert proc.returncode == 2
     assert f"{out.resolve()} holds no run to resume" in proc.stderr
     assert not out.exists()
+
+
+def _alive(pid: int) -> bool:
+    """`pid` is a live (not zombie) `sleep 300` process."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return cmdline[:2] == [b"sleep", b"300"] and state != "Z"
+
+
+def test_processes_a_trial_forks_do_not_outlive_it(tmp_path: Path) -> None:
+    pids = tmp_path / "children.txt"
+    doc = toy_study(
+        budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0},
+        resource={"metric": "step", "min": 1, "max": 3},
+    )
+    container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
+    container["command"] = [
+        "sh",
+        "-c",
+        f'sleep 300 & echo $! >> {pids}; exec "{sys.executable}" {TOY}',
+    ]
+    out = tmp_path / "out"
+    try:
+        proc = run_cli(write(tmp_path, doc), out, "--quiet")
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        children = [int(p) for p in pids.read_text().split()]
+        assert len(children) >= 4  # one per segment
+        assert [p for p in children if _alive(p)] == []
+    finally:
+        for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

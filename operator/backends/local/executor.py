@@ -27,6 +27,9 @@ from kubetune.trial.env import (
 )
 
 PLATFORM_SIGNALS = {signal.SIGTERM, signal.SIGKILL, signal.SIGINT}
+# Seconds the processes a trial left behind (its process group, once the trial's own process has
+# exited) get between SIGTERM and SIGKILL.
+LEFTOVER_GRACE_S = 3.0
 
 
 def tail(path: str | Path, lines: int = 20) -> str:
@@ -68,6 +71,8 @@ class LocalExecutor:
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (run_dir / "ports").mkdir(parents=True, exist_ok=True)
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        # Process groups whose leader (the trial) has exited: pgid -> when to SIGKILL the rest.
+        self.leftovers: dict[int, float] = {}
 
     def _resolve(self, argv: list[str]) -> list[str]:
         # `python` in a Study means "the Python this controller runs on" locally, so that the
@@ -146,6 +151,7 @@ class LocalExecutor:
                 exit_code=int(handle["launchError"]["exitCode"]),
                 log_tail=handle["launchError"]["message"],
             )
+        self._sweep()
         pid = int(handle["pid"])
         proc = self.children.get(pid)
         url = self._metrics_url(handle)
@@ -158,6 +164,7 @@ class LocalExecutor:
         if code is None:
             return SegmentStatus("running", metrics_url=url)
         del self.children[pid]
+        self._end_group(pid)
         preempted = code == EXIT_PREEMPTED or (code < 0 and -code in PLATFORM_SIGNALS)
         return SegmentStatus(
             "exited",
@@ -168,6 +175,9 @@ class LocalExecutor:
         )
 
     def stop(self, handle: dict[str, Any]) -> None:
+        # SIGTERM to the trial's own process only, as Kubernetes does to a container's: its
+        # helpers (e.g. DataLoader workers) must live while it saves its checkpoint; they are
+        # ended with the rest of its process group once it has exited (`_end_group`).
         if "launchError" in handle:
             return  # nothing was started
         pid = int(handle["pid"])
@@ -175,10 +185,45 @@ class LocalExecutor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def _end_group(self, pgid: int) -> None:
+        """The trial's own process has exited (and been reaped): end what it left running.
+
+        Every segment starts a new session, so its process group holds exactly the processes it
+        forked (data loaders, shells' background jobs) that did not start sessions of their own.
+        They get SIGTERM now and SIGKILL after LEFTOVER_GRACE_S (see `_sweep`). While any of
+        them lives the group id cannot be reused, so the signals reach nobody else.
+        """
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return  # nothing left
+        self.leftovers[pgid] = time.monotonic() + LEFTOVER_GRACE_S
+
+    def _sweep(self, wait: bool = False) -> None:
+        """SIGKILL leftover groups past their grace (with `wait`, wait for every grace to end)."""
+        for pgid, deadline in list(self.leftovers.items()):
+            while True:
+                try:
+                    os.killpg(pgid, 0)
+                except (ProcessLookupError, PermissionError):
+                    del self.leftovers[pgid]
+                    break
+                if time.monotonic() >= deadline:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pgid, signal.SIGKILL)
+                    del self.leftovers[pgid]
+                    break
+                if not wait:
+                    break
+                time.sleep(0.05)
+
     def changed(self) -> set[str] | None:
         return None  # poll every live process
 
     def close(self) -> None:
-        for proc in list(self.children.values()):
+        for pid, proc in list(self.children.items()):
             if proc.poll() is None:
                 proc.wait()
+            del self.children[pid]
+            self._end_group(pid)
+        self._sweep(wait=True)

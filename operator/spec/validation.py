@@ -296,15 +296,25 @@ def _check_search_space(spec: StudySpec) -> list[SpecError]:
                 )
             if p.log and p.low <= 0:
                 errors.append(SpecError(f"{path}.low", "must be > 0 for a log-scaled parameter"))
+            elif not p.log and not math.isfinite(p.high - p.low):
+                # Sampling and perturbing work on high - low: it must be a number.
+                errors.append(
+                    SpecError(
+                        f"{path}.high",
+                        f"range high - low ({p.high} - {p.low}) overflows a 64-bit float; "
+                        "narrow it or use log: true",
+                    )
+                )
         elif p.type == "categorical":
             if p.values is None:
                 errors.append(SpecError(f"{path}.values", "required for a categorical parameter"))
             else:
-                seen: list[Any] = []
+                # A set: linear in the number of values (1 == 1.0 == True, as in a list).
+                seen: set[Any] = set()
                 for i, v in enumerate(p.values):
                     if v in seen:
                         errors.append(SpecError(f"{path}.values[{i}]", f"duplicate value {v!r}"))
-                    seen.append(v)
+                    seen.add(v)
         elif p.type == "fixed" and p.value is None:
             errors.append(SpecError(f"{path}.value", "required for a fixed parameter"))
     errors.extend(_check_trial_template(spec.trial_template))
@@ -326,6 +336,7 @@ def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
             continue
         if not c.get("name"):
             errors.append(SpecError(f"{path}.spec.containers[{i}].name", "required"))
+        errors.extend(_check_env(c.get("env"), f"{path}.spec.containers[{i}].env"))
     first = containers[0]
     if isinstance(first, dict):
         command = first.get("command")
@@ -340,9 +351,31 @@ def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
             errors.append(
                 SpecError(f"{path}.spec.containers[0].command", "must be a list of strings")
             )
+        elif not command or not command[0]:
+            errors.append(
+                SpecError(
+                    f"{path}.spec.containers[0].command",
+                    "must not be empty: the trial's training command, e.g. [python, train.py]",
+                )
+            )
         args = first.get("args")
         if args is not None and (
             not isinstance(args, list) or not all(isinstance(x, str) for x in args)
         ):
             errors.append(SpecError(f"{path}.spec.containers[0].args", "must be a list of strings"))
+    return errors
+
+
+def _check_env(env: Any, path: str) -> list[SpecError]:
+    """A container's `env`: a list of {name, value | valueFrom}, as Kubernetes requires."""
+    if env is None:
+        return []
+    if not isinstance(env, list):
+        return [SpecError(path, "must be a list of {name, value} entries")]
+    errors = []
+    for j, entry in enumerate(env):
+        if not isinstance(entry, dict):
+            errors.append(SpecError(f"{path}[{j}]", "must be an object with a name"))
+        elif not isinstance(entry.get("name"), str) or not entry["name"]:
+            errors.append(SpecError(f"{path}[{j}].name", "required: the variable's name"))
     return errors

@@ -28,12 +28,35 @@ from kubetune.operator.spec.schema import SpecError, parse_dataclass
 MULTI_OBJECTIVE_ALTERNATIVE = {"asha": "moasha", "hyperband": "moasha", "pbt": "mopbt"}
 
 
+MAX_YAML_DEPTH = 64  # a Study is about 10 levels deep; pod templates add a few
+
+
 class StudyLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 numbers, as the Kubernetes API server reads them.
 
     PyYAML resolves floats by YAML 1.1, which wants a dot: `1e-05` or `1E5` would be strings,
-    while kubectl and the API server (YAML 1.2, JSON) read them as numbers.
+    while kubectl and the API server (YAML 1.2, JSON) read them as numbers. Nesting is limited to
+    MAX_YAML_DEPTH levels: PyYAML composes recursively, and a deeply nested document would end in
+    a RecursionError instead of a named error.
     """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark,
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 StudyLoader.add_implicit_resolver(

@@ -14,6 +14,7 @@ import pytest
 
 from kubetune.operator.spec.crd import study_crd
 from kubetune.operator.spec.validation import (
+    MAX_YAML_DEPTH,
     StudyInvalid,
     load_study_file,
     load_yaml_documents,
@@ -212,3 +213,24 @@ def test_the_crd_carries_the_new_bounds() -> None:
     assert spec["searchSpace"]["additionalProperties"]["properties"]["values"]["maxItems"] == 10000
     storage = spec["checkpoint"]["properties"]["storage"]["pattern"]
     assert re.fullmatch(storage, "s3://b/p") and not re.fullmatch(storage, "memory://x")
+
+
+def test_nesting_at_the_limit_loads() -> None:
+    (doc,) = load_yaml_documents("[" * MAX_YAML_DEPTH + "]" * MAX_YAML_DEPTH)
+    for _ in range(MAX_YAML_DEPTH - 1):
+        (doc,) = doc
+    assert doc == []
+
+
+@pytest.mark.parametrize("depth", [MAX_YAML_DEPTH + 1, 100_000])
+def test_deep_nesting_is_a_named_error_not_a_recursion_error(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("spec: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(StudyInvalid) as info:
+        load_study_file(path)
+    (error,) = info.value.errors
+    assert error.path == str(path)
+    assert error.reason == (
+        f"YAML syntax error at line 1, column {MAX_YAML_DEPTH + 6}: "
+        f"nested deeper than {MAX_YAML_DEPTH} levels"
+    )

@@ -50,3 +50,11 @@ def test_scrape_of_a_closed_port_is_no_scrape() -> None:
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     assert scrape(f"http://127.0.0.1:{port}/metrics", "t1") is None
+
+
+def test_prometheus_query_cut_mid_body_is_metrics_unavailable(truncating_server: str) -> None:
+    from kubetune.operator.backends.k8s.prometheus import MetricsUnavailable, PrometheusSource
+
+    source = PrometheusSource(truncating_server.removesuffix("/metrics"))
+    with pytest.raises(MetricsUnavailable):
+        source.query("up")

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
         controller.drain()
+        executor.end_leftovers()  # trials still running stay: the next run adopts them
         write_outputs(controller.state, spec, study.name, output)
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130

@@ -440,18 +440,25 @@ def _alive(pid: int) -> bool:
     return cmdline[:2] == [b"sleep", b"300"] and state != "Z"
 
 
-def test_processes_a_trial_forks_do_not_outlive_it(tmp_path: Path) -> None:
+def _forking_trial(doc: dict[str, Any], pids: Path, ignore_term: bool) -> None:
+    """The toy trial, after forking a `sleep 300` (that ignores SIGTERM if asked) into `pids`."""
+    trap = "trap '' TERM; " if ignore_term else ""
+    container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
+    container["command"] = [
+        "sh",
+        "-c",
+        f'({trap}exec sleep 300) & echo $! >> {pids}; exec "{sys.executable}" {TOY}',
+    ]
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "needs-sigkill"])
+def test_processes_a_trial_forks_do_not_outlive_it(tmp_path: Path, ignore_term: bool) -> None:
     pids = tmp_path / "children.txt"
     doc = toy_study(
         budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0},
         resource={"metric": "step", "min": 1, "max": 3},
     )
-    container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
-    container["command"] = [
-        "sh",
-        "-c",
-        f'sleep 300 & echo $! >> {pids}; exec "{sys.executable}" {TOY}',
-    ]
+    _forking_trial(doc, pids, ignore_term)
     out = tmp_path / "out"
     try:
         proc = run_cli(write(tmp_path, doc), out, "--quiet")
@@ -459,6 +466,29 @@ def test_processes_a_trial_forks_do_not_outlive_it(tmp_path: Path) -> None:
         children = [int(p) for p in pids.read_text().split()]
         assert len(children) >= 4  # one per segment
         assert [p for p in children if _alive(p)] == []
+    finally:
+        for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_ctrl_c_ends_what_the_stopped_trials_forked(tmp_path: Path) -> None:
+    pids = tmp_path / "children.txt"
+    doc = toy_study(budget={"maxTrials": 6, "parallelism": 2}, env={"TOY_SLEEP": "0.05"})
+    _forking_trial(doc, pids, ignore_term=True)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kubetune.operator.cli", "run", str(write(tmp_path, doc))]
+    proc = subprocess.Popen(
+        [*cmd, "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert all(t["handle"] is None for t in state_of(out)["trials"])
+        children = [int(p) for p in pids.read_text().split()]
+        assert children and [p for p in children if _alive(p)] == []
     finally:
         for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
             if _alive(p):

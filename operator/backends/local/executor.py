@@ -217,6 +217,10 @@ class LocalExecutor:
                     break
                 time.sleep(0.05)
 
+    def end_leftovers(self) -> None:
+        """Wait out the grace of every exited trial's leftover processes, then SIGKILL them."""
+        self._sweep(wait=True)
+
     def changed(self) -> set[str] | None:
         return None  # poll every live process
 
@@ -226,4 +230,4 @@ class LocalExecutor:
                 proc.wait()
             del self.children[pid]
             self._end_group(pid)
-        self._sweep(wait=True)
+        self.end_leftovers()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from typing import Any
 
@@ -36,11 +37,19 @@ def _plug(sub: Any, name: str, text: str) -> None:
     p.set_defaults(func=module.run)
 
 
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("kubetune")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubetune",
         description="Kubernetes-native hyperparameter tuning: ASHA, Hyperband, PBT, MO-PBT.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in COMMANDS:
         _plug(sub, name, text)

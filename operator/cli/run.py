@@ -13,8 +13,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import yaml
-
 from kubetune.operator.backends.local.executor import LocalExecutor
 from kubetune.operator.backends.local.metrics import local_metrics
 from kubetune.operator.backends.local.progress import Progress
@@ -22,7 +20,7 @@ from kubetune.operator.backends.local.store import JsonStateStore
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.report.files import write_outputs
-from kubetune.operator.spec.validation import load_single_study
+from kubetune.operator.spec.validation import load_single_study, load_yaml_documents
 
 STATE_FILE = "state.json"
 
@@ -34,12 +32,13 @@ class Interrupted(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="Study YAML file")
     p.add_argument("--output", "-o", default=None, help="output folder (default runs/<name>)")
-    p.add_argument(
+    earlier = p.add_mutually_exclusive_group()
+    earlier.add_argument(
         "--resume",
         action="store_true",
-        help="continue the study in --output (the default when it holds a study)",
+        help="continue the study in --output, which must hold one (the default when it does)",
     )
-    p.add_argument("--fresh", action="store_true", help="discard an earlier run in --output")
+    earlier.add_argument("--fresh", action="store_true", help="discard an earlier run in --output")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress view")
     p.add_argument("--parallelism", type=int, default=None, help="override spec.budget.parallelism")
 
@@ -52,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output or Path("runs") / study.name).resolve()
     doc = _document(args.study)
     state_path = output / STATE_FILE
+    if args.resume and not state_path.exists():
+        print(
+            f"--resume: {output} holds no run to resume (no {STATE_FILE}); "
+            "leave out --resume to start one, or name the run's folder with --output",
+            file=sys.stderr,
+        )
+        return 2
     if args.fresh and output.exists():
         shutil.rmtree(output)
     store = JsonStateStore(state_path, doc)
@@ -102,18 +108,20 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
         controller.drain()
+        executor.end_leftovers()  # trials still running stay: the next run adopts them
         write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+    executor.close()  # every trial has ended: end what their processes left running
     files = write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
     progress.final(controller, files)
     return 0 if phase == "Completed" else 1
 
 
 def _document(path: str) -> dict[str, Any]:
-    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    docs = load_yaml_documents(Path(path).read_text())
     doc: dict[str, Any] = json.loads(json.dumps(docs[0]))
     return doc

@@ -44,7 +44,12 @@ from kubetune.operator.controller.state import (
 from kubetune.operator.spec.algorithms import make_scheduler
 from kubetune.operator.spec.model import Study
 from kubetune.trial.checkpoint import CheckpointStore, parse_checkpoint_name
-from kubetune.trial.env import EXIT_BAD_REPORT, TrialEnv
+from kubetune.trial.env import (
+    EXIT_BAD_REPORT,
+    EXIT_CANNOT_EXECUTE,
+    EXIT_COMMAND_NOT_FOUND,
+    TrialEnv,
+)
 
 log = logging.getLogger("kubetune.controller")
 
@@ -300,7 +305,11 @@ class Controller:
         elif status.failure_reason:
             self._fail_trial(t, Failure(status.failure_reason, status.log_tail, status.exit_code))
         else:
-            reason = "BadReport" if status.exit_code == EXIT_BAD_REPORT else "Crashed"
+            reason = {
+                EXIT_BAD_REPORT: "BadReport",
+                EXIT_COMMAND_NOT_FOUND: "CommandNotFound",
+                EXIT_CANNOT_EXECUTE: "CommandNotExecutable",
+            }.get(status.exit_code or 0, "Crashed")
             self._fail_trial(
                 t,
                 Failure(

@@ -30,12 +30,22 @@ def final_result(t: TrialState) -> tuple[int, dict[str, float]] | None:
     return step, t.record.results[step]
 
 
+def _scored(values: dict[str, float], objectives: list[Objective]) -> bool:
+    """Every objective is there and a number: a NaN (a diverged run) is no result to rank."""
+    return all(o.metric in values and not math.isnan(float(values[o.metric])) for o in objectives)
+
+
 def best_trial(state: StudyState, spec: StudySpec) -> TrialState | None:
+    """Best objective among the trials at the highest resource a scored trial reached.
+
+    A trial whose final objective is NaN is left out, whatever resource it reached: a run that
+    diverged at the end is never the study's answer.
+    """
     objective = objectives_of(spec)[0]
     scored = []
     for t in state.ordered():
         final = final_result(t)
-        if final is None or objective.metric not in final[1]:
+        if final is None or not _scored(final[1], [objective]):
             continue
         step, values = final
         scored.append((-step, objective.loss(values[objective.metric]), t.record.index, t))
@@ -45,18 +55,21 @@ def best_trial(state: StudyState, spec: StudySpec) -> TrialState | None:
 
 
 def pareto_front(state: StudyState, spec: StudySpec, limit: int = 50) -> list[TrialState]:
-    """Non-dominated trials among those at the highest resource any trial reached."""
+    """Non-dominated trials among those at the highest resource a scored trial reached.
+
+    Trials with a NaN or missing objective at their final resource are left out (see best_trial).
+    """
     objectives = objectives_of(spec)
     finals: list[tuple[TrialState, tuple[int, dict[str, float]]]] = []
     for t in state.ordered():
         final = final_result(t)
-        if final is not None:
+        if final is not None and _scored(final[1], objectives):
             finals.append((t, final))
     if not finals:
         return []
     top = max(f[0] for _, f in finals)
     pool = [(t, f[1]) for t, f in finals if f[0] == top]
-    losses = np.array([[o.loss(v.get(o.metric, math.nan)) for o in objectives] for _, v in pool])
+    losses = np.array([[o.loss(v[o.metric]) for o in objectives] for _, v in pool])
     fronts = non_dominated_sort(losses)
     front = sorted(fronts[0], key=lambda i: tuple(losses[i])) if fronts else []
     return [pool[i][0] for i in front][:limit]

@@ -19,7 +19,8 @@ from kubetune.algorithms.base import CheckpointRef, Segment, TrialRecord
 
 @dataclass
 class Failure:
-    reason: str  # CamelCase: Crashed, BadReport, ExitedEarly, MissingMetric, PreemptionBudget
+    reason: str  # CamelCase: Crashed, BadReport, CommandNotFound, CommandNotExecutable,
+    # ExitedEarly, MissingMetric, PreemptionBudget
     message: str
     exit_code: int | None = None
 

@@ -19,6 +19,9 @@ ALGORITHMS = ("random", "grid", "sobol", "asha", "hyperband", "pbt", "mopbt", "m
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+MAX_PARAMETERS = 256
+MAX_CATEGORICAL_VALUES = 10_000
+CHECKPOINT_SCHEMES = ("file", "s3", "s3a", "gs", "gcs")
 
 
 @dataclass(kw_only=True)
@@ -68,6 +71,7 @@ class ParameterSpec:
         default=None,
         any_value=True,
         min_items=1,
+        max_items=MAX_CATEGORICAL_VALUES,
     )
     value: Any = spec_field("The value of a fixed parameter.", default=None, any_value=True)
 
@@ -271,10 +275,12 @@ class CheckpointSpec:
 
     storage: str = spec_field(
         "fsspec URL of the checkpoint root: s3://bucket/prefix (MinIO, Ceph, AWS), gs://..., "
-        "file:///path. Empty: the operator's default (in the chart), or the run's output "
-        "folder for `kubetune run`.",
+        "file:///path, or an absolute path. Empty: the operator's default (in the chart), or "
+        "the run's output folder for `kubetune run`.",
         default="",
-        pattern=r"(|[a-z][a-z0-9+.-]*://.*)",
+        pattern=rf"(|({'|'.join(CHECKPOINT_SCHEMES)})://.+|/.*)",
+        pattern_hint="must be empty, an s3://, gs:// or file:// URL, or an absolute path "
+        "(every trial and the controller must reach the same storage)",
     )
     keep: int = spec_field(
         "Committed checkpoints kept per trial besides those at decision points (rungs, PBT "
@@ -368,7 +374,10 @@ class StudySpec:
         max_items=8,
     )
     search_space: dict[str, ParameterSpec] = spec_field(
-        "The hyperparameters, by name.", min_properties=1, pattern=PARAM_NAME
+        "The hyperparameters, by name.",
+        min_properties=1,
+        max_properties=MAX_PARAMETERS,
+        pattern=PARAM_NAME,
     )
     resource: ResourceSpec = spec_field("The progress counter and its range.")
     algorithm: AlgorithmSpec = spec_field("The algorithm and its settings.")

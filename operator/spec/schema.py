@@ -34,7 +34,9 @@ class FieldInfo:
     min_items: int | None = None
     max_items: int | None = None
     min_properties: int | None = None
+    max_properties: int | None = None
     pattern: str | None = None
+    pattern_hint: str | None = None  # the reason given when `pattern` does not match
     max_length: int | None = None
     any_value: bool = False  # a JSON scalar of any type (categorical values, fixed values)
     embedded_object: bool = False  # e.g. a pod template: kept as-is, validated elsewhere
@@ -134,7 +136,12 @@ def _check_bounds(value: float, info: FieldInfo, path: str, errors: list[SpecErr
 
 
 def _fmt(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+INT64_MAX = 2**63 - 1
 
 
 def _parse_value(tp: Any, info: FieldInfo, value: Any, path: str, errors: list[SpecError]) -> Any:
@@ -162,7 +169,9 @@ def _parse_value(tp: Any, info: FieldInfo, value: Any, path: str, errors: list[S
         if info.min_items is not None and len(value) < info.min_items:
             errors.append(SpecError(path, f"must have at least {info.min_items} item(s)"))
         if info.max_items is not None and len(value) > info.max_items:
-            errors.append(SpecError(path, f"must have at most {info.max_items} item(s)"))
+            errors.append(
+                SpecError(path, f"must have at most {info.max_items} item(s), got {len(value)}")
+            )
         item_info = dataclasses.replace(info, min_items=None, max_items=None)
         return [
             _parse_value(item_tp, item_info, item, f"{path}[{i}]", errors)
@@ -175,7 +184,15 @@ def _parse_value(tp: Any, info: FieldInfo, value: Any, path: str, errors: list[S
             return None
         if info.min_properties is not None and len(value) < info.min_properties:
             errors.append(SpecError(path, f"must have at least {info.min_properties} entry"))
-        item_info = dataclasses.replace(info, min_properties=None, pattern=None)
+        if info.max_properties is not None and len(value) > info.max_properties:
+            errors.append(
+                SpecError(
+                    path, f"must have at most {info.max_properties} entries, got {len(value)}"
+                )
+            )
+        item_info = dataclasses.replace(
+            info, min_properties=None, max_properties=None, pattern=None
+        )
         out = {}
         for key, item in value.items():
             if info.pattern and not re.fullmatch(info.pattern, str(key)):
@@ -194,17 +211,24 @@ def _parse_value(tp: Any, info: FieldInfo, value: Any, path: str, errors: list[S
             errors.append(SpecError(path, f"must be an integer, got {_type_name(value)}"))
             return None
         value = int(value)
+        if abs(value) > INT64_MAX:
+            errors.append(SpecError(path, "must fit in a 64-bit integer"))
+            return None
         _check_bounds(value, info, path, errors)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(SpecError(path, f"must be a number, got {_type_name(value)}"))
             return None
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # an int beyond the float range raises OverflowError
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             errors.append(SpecError(path, "must be a finite number"))
             return None
-        _check_bounds(float(value), info, path, errors)
-        return float(value)
+        _check_bounds(number, info, path, errors)
+        return number
     if tp is str:
         if not isinstance(value, str):
             errors.append(SpecError(path, f"must be a string, got {_type_name(value)}"))
@@ -213,7 +237,8 @@ def _parse_value(tp: Any, info: FieldInfo, value: Any, path: str, errors: list[S
             errors.append(SpecError(path, f"must be one of {', '.join(info.enum)}; got {value!r}"))
             return None
         if info.pattern and not re.fullmatch(info.pattern, value):
-            errors.append(SpecError(path, f"must match {info.pattern}; got {value!r}"))
+            hint = info.pattern_hint or f"must match {info.pattern}"
+            errors.append(SpecError(path, f"{hint}; got {value!r}"))
         if info.max_length is not None and len(value) > info.max_length:
             errors.append(SpecError(path, f"must be at most {info.max_length} characters"))
         return value
@@ -287,10 +312,14 @@ def _value_schema(tp: Any, info: FieldInfo) -> dict[str, Any]:
             schema["maxItems"] = info.max_items
     elif origin is dict:
         _, item_tp = typing.get_args(tp)
-        item_info = dataclasses.replace(info, min_properties=None, pattern=None)
+        item_info = dataclasses.replace(
+            info, min_properties=None, max_properties=None, pattern=None
+        )
         schema = {"type": "object", "additionalProperties": _value_schema(item_tp, item_info)}
         if info.min_properties is not None:
             schema["minProperties"] = info.min_properties
+        if info.max_properties is not None:
+            schema["maxProperties"] = info.max_properties
     elif tp is bool:
         schema = {"type": "boolean"}
     elif tp is int:
@@ -404,4 +433,8 @@ def _describe(info: FieldInfo) -> str:
         parts.append("Bounds: " + ", ".join(bounds) + ".")
     if info.min_items:
         parts.append(f"At least {info.min_items} item(s).")
+    if info.max_items is not None:
+        parts.append(f"At most {info.max_items} item(s).")
+    if info.max_properties is not None:
+        parts.append(f"At most {info.max_properties} entries.")
     return " ".join(parts)

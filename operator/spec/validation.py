@@ -8,6 +8,7 @@ either wholly valid or rejected with all of its problems, so nothing is ever hal
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,53 @@ from kubetune.operator.spec.policy import check as check_template_policy
 from kubetune.operator.spec.schema import SpecError, parse_dataclass
 
 MULTI_OBJECTIVE_ALTERNATIVE = {"asha": "moasha", "hyperband": "moasha", "pbt": "mopbt"}
+
+
+MAX_YAML_DEPTH = 64  # a Study is about 10 levels deep; pod templates add a few
+
+
+class StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 numbers, as the Kubernetes API server reads them.
+
+    PyYAML resolves floats by YAML 1.1, which wants a dot: `1e-05` or `1E5` would be strings,
+    while kubectl and the API server (YAML 1.2, JSON) read them as numbers. Nesting is limited to
+    MAX_YAML_DEPTH levels: PyYAML composes recursively, and a deeply nested document would end in
+    a RecursionError instead of a named error.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark,
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+StudyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+
+            |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """The non-empty YAML documents of `text`, read with `StudyLoader`."""
+    return [d for d in yaml.load_all(text, Loader=StudyLoader) if d is not None]
 
 
 class StudyInvalid(Exception):
@@ -84,7 +132,7 @@ def load_study_file(path: str | Path) -> list[LoadedStudy]:
     except OSError as exc:
         raise StudyInvalid([SpecError(source, f"cannot read: {exc.strerror}")], source) from exc
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = load_yaml_documents(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -291,15 +339,25 @@ def _check_search_space(spec: StudySpec) -> list[SpecError]:
                 )
             if p.log and p.low <= 0:
                 errors.append(SpecError(f"{path}.low", "must be > 0 for a log-scaled parameter"))
+            elif not p.log and not math.isfinite(p.high - p.low):
+                # Sampling and perturbing work on high - low: it must be a number.
+                errors.append(
+                    SpecError(
+                        f"{path}.high",
+                        f"range high - low ({p.high} - {p.low}) overflows a 64-bit float; "
+                        "narrow it or use log: true",
+                    )
+                )
         elif p.type == "categorical":
             if p.values is None:
                 errors.append(SpecError(f"{path}.values", "required for a categorical parameter"))
             else:
-                seen: list[Any] = []
+                # A set: linear in the number of values (1 == 1.0 == True, as in a list).
+                seen: set[Any] = set()
                 for i, v in enumerate(p.values):
                     if v in seen:
                         errors.append(SpecError(f"{path}.values[{i}]", f"duplicate value {v!r}"))
-                    seen.append(v)
+                    seen.add(v)
         elif p.type == "fixed" and p.value is None:
             errors.append(SpecError(f"{path}.value", "required for a fixed parameter"))
     errors.extend(_check_trial_template(spec.trial_template))
@@ -321,6 +379,7 @@ def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
             continue
         if not c.get("name"):
             errors.append(SpecError(f"{path}.spec.containers[{i}].name", "required"))
+        errors.extend(_check_env(c.get("env"), f"{path}.spec.containers[{i}].env"))
     first = containers[0]
     if isinstance(first, dict):
         command = first.get("command")
@@ -335,9 +394,31 @@ def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
             errors.append(
                 SpecError(f"{path}.spec.containers[0].command", "must be a list of strings")
             )
+        elif not command or not command[0]:
+            errors.append(
+                SpecError(
+                    f"{path}.spec.containers[0].command",
+                    "must not be empty: the trial's training command, e.g. [python, train.py]",
+                )
+            )
         args = first.get("args")
         if args is not None and (
             not isinstance(args, list) or not all(isinstance(x, str) for x in args)
         ):
             errors.append(SpecError(f"{path}.spec.containers[0].args", "must be a list of strings"))
+    return errors
+
+
+def _check_env(env: Any, path: str) -> list[SpecError]:
+    """A container's `env`: a list of {name, value | valueFrom}, as Kubernetes requires."""
+    if env is None:
+        return []
+    if not isinstance(env, list):
+        return [SpecError(path, "must be a list of {name, value} entries")]
+    errors = []
+    for j, entry in enumerate(env):
+        if not isinstance(entry, dict):
+            errors.append(SpecError(f"{path}[{j}]", "must be an object with a name"))
+        elif not isinstance(entry.get("name"), str) or not entry["name"]:
+            errors.append(SpecError(f"{path}[{j}].name", "required: the variable's name"))
     return errors

@@ -384,3 +384,122 @@ def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) 
     assert again.returncode == 0, again.stderr
     final = trials_of(out)
     assert len(final) == 6 and {t["phase"] for t in final} <= {"Paused", "Completed"}
+
+
+@pytest.mark.parametrize(
+    ("command", "reason", "exit_code", "named"),
+    [
+        (["nosuchbinary-kubetune", "x"], "CommandNotFound", 127, "nosuchbinary-kubetune"),
+        (["./not_executable.sh"], "CommandNotExecutable", 126, "./not_executable.sh"),
+    ],
+)
+def test_a_command_that_cannot_start_fails_its_trials_not_the_controller(
+    tmp_path: Path, command: list[str], reason: str, exit_code: int, named: str
+) -> None:
+    script = tmp_path / "not_executable.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    doc = toy_study(
+        algorithm={"name": "random", "seed": 0},
+        budget={"maxTrials": 4, "parallelism": 1, "maxFailedTrials": 1},
+    )
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0]["command"] = command
+    out = tmp_path / "out"
+    proc = run_cli(write(tmp_path, doc), out, "--quiet")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    state = state_of(out)
+    assert state["phase"] == "Failed"
+    assert state["message"].startswith("TooManyFailures: 2 trials failed")
+    assert len(state["trials"]) == 2
+    for t in state["trials"]:
+        assert t["phase"] == "Failed"
+        assert t["failure"]["reason"] == reason
+        assert t["failure"]["exitCode"] == exit_code
+        assert repr(named) in t["failure"]["message"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phase"] == "Failed"
+
+
+def test_resume_and_fresh_together_are_refused_and_nothing_is_deleted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    keep = out / "state.json"
+    keep.write_text("{}")
+    proc = run_cli(write(tmp_path, toy_study()), out, "--resume", "--fresh", "--quiet")
+    assert proc.returncode == 2
+    assert "--fresh" in proc.stderr and "--resume" in proc.stderr
+    assert keep.read_text() == "{}"
+
+
+def test_resume_of_a_folder_without_a_run_is_an_error_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / "nothing-here"
+    proc = run_cli(write(tmp_path, toy_study()), out, "--resume", "--quiet")
+    assert proc.returncode == 2
+    assert f"{out.resolve()} holds no run to resume" in proc.stderr
+    assert not out.exists()
+
+
+def _alive(pid: int) -> bool:
+    """`pid` is a live (not zombie) `sleep 300` process."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return cmdline[:2] == [b"sleep", b"300"] and state != "Z"
+
+
+def _forking_trial(doc: dict[str, Any], pids: Path, ignore_term: bool) -> None:
+    """The toy trial, after forking a `sleep 300` (that ignores SIGTERM if asked) into `pids`."""
+    trap = "trap '' TERM; " if ignore_term else ""
+    container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
+    container["command"] = [
+        "sh",
+        "-c",
+        f'({trap}exec sleep 300) & echo $! >> {pids}; exec "{sys.executable}" {TOY}',
+    ]
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "needs-sigkill"])
+def test_processes_a_trial_forks_do_not_outlive_it(tmp_path: Path, ignore_term: bool) -> None:
+    pids = tmp_path / "children.txt"
+    doc = toy_study(
+        budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0},
+        resource={"metric": "step", "min": 1, "max": 3},
+    )
+    _forking_trial(doc, pids, ignore_term)
+    out = tmp_path / "out"
+    try:
+        proc = run_cli(write(tmp_path, doc), out, "--quiet")
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        children = [int(p) for p in pids.read_text().split()]
+        assert len(children) >= 4  # one per segment
+        assert [p for p in children if _alive(p)] == []
+    finally:
+        for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_ctrl_c_ends_what_the_stopped_trials_forked(tmp_path: Path) -> None:
+    pids = tmp_path / "children.txt"
+    doc = toy_study(budget={"maxTrials": 6, "parallelism": 2}, env={"TOY_SLEEP": "0.05"})
+    _forking_trial(doc, pids, ignore_term=True)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kubetune.operator.cli", "run", str(write(tmp_path, doc))]
+    proc = subprocess.Popen(
+        [*cmd, "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert all(t["handle"] is None for t in state_of(out)["trials"])
+        children = [int(p) for p in pids.read_text().split()]
+        assert children and [p for p in children if _alive(p)] == []
+    finally:
+        for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -133,3 +133,17 @@ def test_init_reads_environment(tmp_path: Path) -> None:
     finally:
         signal.signal(signal.SIGTERM, old)
         sys.excepthook = old_hook
+
+
+def test_restore_without_checkpoint_url_names_what_is_missing(tmp_path: Path) -> None:
+    trial = Trial(_env(tmp_path, checkpoint_url=""), serve_metrics=False)
+    with pytest.raises(RuntimeError, match="KUBETUNE_CHECKPOINT_URL is not set") as info:
+        trial.restore()
+    assert "KUBETUNE_CHECKPOINT_URL=file://" in str(info.value)
+
+
+def test_restore_without_checkpoint_url_still_honours_restore_from(tmp_path: Path) -> None:
+    donor = CheckpointStore(f"file://{tmp_path}/s1/t0009")
+    d = donor.save(0, 3, {"state.pkl": pickle.dumps("donor")})
+    trial = Trial(_env(tmp_path, checkpoint_url="", restore_from=d.url), serve_metrics=False)
+    assert trial.restore() == ("donor", 3)

@@ -20,6 +20,10 @@ PREFIX = "KUBETUNE_"
 EXIT_SEGMENT_DONE = 0  # reached stop_at (or the script ended on its own)
 EXIT_BAD_REPORT = 3  # the script broke the contract, e.g. a milestone without an objective
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving a checkpoint: resume me
+# What a shell answers when the command itself cannot start (and what a local executor reports
+# for a trial whose command is missing or not executable).
+EXIT_CANNOT_EXECUTE = 126
+EXIT_COMMAND_NOT_FOUND = 127
 
 
 @dataclass

@@ -201,7 +201,17 @@ class Trial:
 
         "Valid" means committed and matching its manifest's sizes and sha256; a corrupt newest
         checkpoint is skipped in favour of the one before it.
+
+        Without ``KUBETUNE_CHECKPOINT_URL`` there is nowhere to look: a RuntimeError says so
+        (unless ``KUBETUNE_RESTORE_FROM`` names the one checkpoint to start from).
         """
+        if self.store is None and not self.env.restore_from:
+            raise RuntimeError(
+                "trial.restore(): KUBETUNE_CHECKPOINT_URL is not set, so there is no checkpoint "
+                "folder to restore from. kubetune sets it for every trial; when running a trial by "
+                "hand, set it to a folder of your own, e.g. "
+                "KUBETUNE_CHECKPOINT_URL=file:///tmp/kubetune-debug/t0000 (see docs/trial-sdk.md)"
+            )
         own = self.store.list() if self.store is not None else []
         mine = [i for i in own if i.segment >= self.env.segment]
         got = self._first_valid(reversed(mine), map_location)
@@ -222,10 +232,10 @@ class Trial:
         return state, info.resource
 
     def _first_valid(self, infos: Any, map_location: Any) -> tuple[Any, CheckpointInfo] | None:
-        assert self.store is not None or not infos
+        if self.store is None:
+            return None
         for info in infos:
             try:
-                assert self.store is not None
                 return _load_state(self.store.read(info), map_location), info
             except CheckpointError as e:
                 log.warning("skipping checkpoint: %s", e)

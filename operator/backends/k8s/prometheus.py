@@ -16,6 +16,7 @@ checkpoints, and the Study says so in its `MetricsAvailable` condition).
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -78,7 +79,7 @@ class PrometheusSource:
                 f"{self.url}/api/v1/query?{qs}", timeout=self.timeout
             ) as resp:
                 data = json.loads(resp.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             raise MetricsUnavailable(f"Prometheus: {_short_reason(exc)}") from exc
         if not isinstance(data, dict) or data.get("status") != "success":
             kind = data.get("errorType") if isinstance(data, dict) else None

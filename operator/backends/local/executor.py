@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.operator.controller.executor import SegmentStatus
-from kubetune.trial.env import EXIT_PREEMPTED, TrialEnv
+from kubetune.trial.env import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_COMMAND_NOT_FOUND,
+    EXIT_PREEMPTED,
+    TrialEnv,
+)
 
 PLATFORM_SIGNALS = {signal.SIGTERM, signal.SIGKILL, signal.SIGINT}
+# Seconds the processes a trial left behind (its process group, once the trial's own process has
+# exited) get between SIGTERM and SIGKILL.
+LEFTOVER_GRACE_S = 3.0
 
 
 def tail(path: str | Path, lines: int = 20) -> str:
@@ -34,6 +42,19 @@ def tail(path: str | Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+def _launch_error(argv: list[str], exc: OSError) -> tuple[int, str]:
+    """The exit code a shell would give for `exc`, and a message naming what could not start."""
+    what = argv[0] if argv else "(empty command)"
+    if isinstance(exc, FileNotFoundError) and exc.filename not in (None, what):
+        # Popen names the working directory when that is what is missing.
+        return EXIT_COMMAND_NOT_FOUND, f"cannot start {what!r}: no such directory {exc.filename!r}"
+    if isinstance(exc, FileNotFoundError):
+        return EXIT_COMMAND_NOT_FOUND, f"command not found: {what!r} (trial command {argv})"
+    if isinstance(exc, PermissionError):
+        return EXIT_CANNOT_EXECUTE, f"command not executable: {what!r} (permission denied)"
+    return EXIT_CANNOT_EXECUTE, f"cannot start {what!r}: {exc.strerror or exc}"
 
 
 class LocalExecutor:
@@ -50,6 +71,8 @@ class LocalExecutor:
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (run_dir / "ports").mkdir(parents=True, exist_ok=True)
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        # Process groups whose leader (the trial) has exited: pgid -> when to SIGKILL the rest.
+        self.leftovers: dict[int, float] = {}
 
     def _resolve(self, argv: list[str]) -> list[str]:
         # `python` in a Study means "the Python this controller runs on" locally, so that the
@@ -67,27 +90,39 @@ class LocalExecutor:
         env.metrics_port_file = str(port_file)
         environ = {**os.environ, **self.static_env, **env.to_env()}
         environ.setdefault("PYTHONUNBUFFERED", "1")
-        with open(log, "ab") as out:
-            out.write(f"--- kubetune: segment {env.segment} of {env.trial_id}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                self._resolve(self.command),
-                cwd=self.workdir,
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children[proc.pid] = proc
-        return {
-            "pid": proc.pid,
+        handle: dict[str, Any] = {
+            "pid": 0,
             "trial": env.trial_id,
             "segment": env.segment,
             "log": str(log),
             "portFile": str(port_file),
             "started": time.time(),
         }
+        argv = self._resolve(self.command)
+        with open(log, "ab") as out:
+            out.write(f"--- kubetune: segment {env.segment} of {env.trial_id}\n".encode())
+            out.flush()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=self.workdir,
+                    env=environ,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                # The command cannot start (a typo, a script without its executable bit): that
+                # is this trial's failure, reported the way a shell would (127/126), never the
+                # controller's crash.
+                code, message = _launch_error(argv, exc)
+                out.write(f"kubetune: {message}\n".encode())
+                handle["launchError"] = {"exitCode": code, "message": message}
+                return handle
+        self.children[proc.pid] = proc
+        handle["pid"] = proc.pid
+        return handle
 
     def _metrics_url(self, handle: dict[str, Any]) -> str | None:
         try:
@@ -110,6 +145,13 @@ class LocalExecutor:
         return want <= set(environ)
 
     def poll(self, handle: dict[str, Any]) -> SegmentStatus:
+        if "launchError" in handle:
+            return SegmentStatus(
+                "exited",
+                exit_code=int(handle["launchError"]["exitCode"]),
+                log_tail=handle["launchError"]["message"],
+            )
+        self._sweep()
         pid = int(handle["pid"])
         proc = self.children.get(pid)
         url = self._metrics_url(handle)
@@ -122,6 +164,7 @@ class LocalExecutor:
         if code is None:
             return SegmentStatus("running", metrics_url=url)
         del self.children[pid]
+        self._end_group(pid)
         preempted = code == EXIT_PREEMPTED or (code < 0 and -code in PLATFORM_SIGNALS)
         return SegmentStatus(
             "exited",
@@ -132,15 +175,59 @@ class LocalExecutor:
         )
 
     def stop(self, handle: dict[str, Any]) -> None:
+        # SIGTERM to the trial's own process only, as Kubernetes does to a container's: its
+        # helpers (e.g. DataLoader workers) must live while it saves its checkpoint; they are
+        # ended with the rest of its process group once it has exited (`_end_group`).
+        if "launchError" in handle:
+            return  # nothing was started
         pid = int(handle["pid"])
         if pid in self.children or self._is_ours(handle):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def _end_group(self, pgid: int) -> None:
+        """The trial's own process has exited (and been reaped): end what it left running.
+
+        Every segment starts a new session, so its process group holds exactly the processes it
+        forked (data loaders, shells' background jobs) that did not start sessions of their own.
+        They get SIGTERM now and SIGKILL after LEFTOVER_GRACE_S (see `_sweep`). While any of
+        them lives the group id cannot be reused, so the signals reach nobody else.
+        """
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return  # nothing left
+        self.leftovers[pgid] = time.monotonic() + LEFTOVER_GRACE_S
+
+    def _sweep(self, wait: bool = False) -> None:
+        """SIGKILL leftover groups past their grace (with `wait`, wait for every grace to end)."""
+        for pgid, deadline in list(self.leftovers.items()):
+            while True:
+                try:
+                    os.killpg(pgid, 0)
+                except (ProcessLookupError, PermissionError):
+                    del self.leftovers[pgid]
+                    break
+                if time.monotonic() >= deadline:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pgid, signal.SIGKILL)
+                    del self.leftovers[pgid]
+                    break
+                if not wait:
+                    break
+                time.sleep(0.05)
+
+    def end_leftovers(self) -> None:
+        """Wait out the grace of every exited trial's leftover processes, then SIGKILL them."""
+        self._sweep(wait=True)
+
     def changed(self) -> set[str] | None:
         return None  # poll every live process
 
     def close(self) -> None:
-        for proc in list(self.children.values()):
+        for pid, proc in list(self.children.items()):
             if proc.poll() is None:
                 proc.wait()
+            del self.children[pid]
+            self._end_group(pid)
+        self.end_leftovers()

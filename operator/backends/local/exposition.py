@@ -7,6 +7,7 @@ Prometheus would store.
 
 from __future__ import annotations
 
+import http.client
 import math
 import urllib.error
 import urllib.request
@@ -45,10 +46,15 @@ def parse_exposition(text: str, trial_id: str | None = None) -> Scrape:
 
 
 def scrape(url: str, trial_id: str | None = None, timeout: float = 2.0) -> Scrape | None:
-    """One scrape; None when the endpoint is not (or no longer) there."""
+    """One scrape; None when the endpoint is not (or no longer) there.
+
+    A trial can exit in the middle of a scrape: the connection drops half-way through the body
+    (http.client.IncompleteRead) or the response is cut to something unparseable. Both read as
+    "no scrape this time"; the durable results cover what was missed.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             text = response.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError, ValueError):
+        return parse_exposition(text, trial_id)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None
-    return parse_exposition(text, trial_id)

@@ -64,7 +64,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for trials (secretKeyRef)",
     )
     p.add_argument("--s3-endpoint-url", default=env("KUBETUNE_S3_ENDPOINT_URL", ""))
-    p.add_argument("--interval", type=float, default=5.0, help="reconcile period in seconds")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="seconds between two passes of a Study when nothing wakes it earlier (a change to "
+        "the Study or one of its Jobs or Pods does); bounds how late a milestone reported "
+        "through Prometheus or storage is seen",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="threads running passes, shared by all Studies (one pass of a Study at a time)",
+    )
 
 
 def prometheus_endpoints(values: list[str]) -> dict[str, str]:
@@ -110,6 +123,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         checkpoint_secret=args.checkpoint_secret,
         s3_endpoint_url=args.s3_endpoint_url,
         interval=args.interval,
+        workers=args.workers,
         peering_priority=args.priority or random.SystemRandom().randint(1, 2**30),
         trial_policy=trial_policy(args.trial_policy),
     )
@@ -150,5 +164,5 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        settings.shutdown.set()
+        settings.close()
     return 0

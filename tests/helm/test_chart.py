@@ -29,8 +29,8 @@ NAMESPACED_RULES = {
     ("kubetune.io", "studies/status"): ["patch"],
     ("kubetune.io", "trials"): ["get", "list", "create", "patch", "delete"],
     ("kubetune.io", "trials/status"): ["patch"],
-    ("batch", "jobs"): ["get", "list", "create", "delete"],
-    ("", "pods"): ["list"],
+    ("batch", "jobs"): ["get", "list", "watch", "create", "delete"],
+    ("", "pods"): ["list", "watch"],
     ("", "events"): ["create"],
 }
 CLUSTER_READ_RULES = {
@@ -196,6 +196,7 @@ def test_default_deployment(default_docs: list[dict[str, Any]]) -> None:
         "--all-namespaces",
         "--metrics-port=8080",
         "--health-port=8081",
+        "--workers=8",
         '--trial-policy={"allowNodeName":false,"allowedSecrets":null,'
         '"allowedServiceAccounts":[],"level":"baseline","namespaces":{}}',
     ]
@@ -235,6 +236,7 @@ def test_custom_deployment(custom_docs: list[dict[str, Any]]) -> None:
         "--health-port=8081",
         "--peering=kt-kubetune",  # two replicas: kopf peering
         "--interval=2.5",
+        "--workers=32",
         '--trial-policy={"allowNodeName":false,"allowedSecrets":["wandb-*"],'
         '"allowedServiceAccounts":["trainer"],"level":"restricted",'
         '"namespaces":{"team-b":{"allowNodeName":true,"level":"baseline"}}}',
@@ -263,6 +265,7 @@ def test_operator_reads_the_rendered_policy_and_endpoints(
     args = parser.parse_args(container(custom_docs)["args"][1:])
     settings = cli.settings_from_args(args)
     assert settings.prometheus_endpoints == {"team-b": "http://prometheus.team-b.svc:9090"}
+    assert (settings.interval, settings.workers) == (2.5, 32)
     strict = TemplatePolicy(
         level="restricted", allowed_service_accounts=("trainer",), allowed_secrets=("wandb-*",)
     )

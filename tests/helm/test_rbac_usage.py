@@ -26,6 +26,9 @@ KOPF_NEEDS = {
     ("kubetune.io", "studies"): {"list", "watch", "patch"},  # watch stream, finalizer, progress
     ("kubetune.io", "studies/status"): {"patch"},  # progress storage in status
     ("", "events"): {"create"},  # kopf posts handler errors as core/v1 events
+    # event handlers on a Study's Jobs and Pods wake its pass (handlers.py, register)
+    ("batch", "jobs"): {"list", "watch"},
+    ("", "pods"): {"list", "watch"},
 }
 
 

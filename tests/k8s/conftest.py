@@ -85,7 +85,7 @@ class Cluster:
     async def kill_operator(self) -> None:
         """Cancel the operator task at once (and stop its daemon threads' loops)."""
         for task, settings in self.operators:
-            settings.shutdown.set()
+            settings.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)

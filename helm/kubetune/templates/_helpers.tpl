@@ -77,8 +77,9 @@ RBAC rules on namespaced resources: what the operator reads and writes in a watc
 Exactly the verbs the code uses (tests/helm/test_rbac_usage.py compares them with the KubeApi
 calls in operator/backends/k8s/): Studies are listed, watched and patched by kopf (finalizer,
 progress) and their status is patched; Trials are created, read, listed, patched and deleted;
-Jobs are created, read, listed and deleted (never patched); pods are listed (phases, preemption,
-failure messages come from the pod status, not logs); core/v1 events are created. Peering rules
+Jobs are created, read, listed, watched and deleted (never patched); pods are listed and watched
+(phases, preemption, failure messages come from the pod status, not logs); a change to a Study's
+Job or Pod wakes its pass at once (kopf watches them); core/v1 events are created. Peering rules
 are added where the namespaced peering is used.
 */}}
 {{- define "kubetune.namespacedRules" -}}
@@ -96,10 +97,10 @@ are added where the namespaced peering is used.
   verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

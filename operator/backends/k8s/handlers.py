@@ -1,10 +1,18 @@
-"""kopf handlers: one reconcile daemon per Study drives the backend-agnostic Controller.
+"""kopf handlers: passes of the backend-agnostic Controller, one Study at a time per pass.
 
-The daemon (a thread per Study) validates the Study, then loops: snapshot the study's Jobs, Pods
-and metrics (`K8sExecutor.begin_pass`), `Controller.step()`, write the Study's status. Trials are
+A pass validates the Study (once per generation), snapshots the study's Jobs, Pods and metrics
+(`K8sExecutor.begin_pass`), runs `Controller.step()` and writes the Study's status. Trials are
 `Trial` objects (the StateStore), segments are Jobs (the executor), decisions are Events on the
-Study. A restarted operator (or the other replica, with kopf peering) starts the daemon again for
+Study. A restarted operator (or the other replica, with kopf peering) builds a runner again for
 every Study and the Controller rebuilds its scheduler from the Trials.
+
+No thread belongs to a Study. Passes run in one pool (`OperatorSettings.workers` threads for all
+Studies), asked for by a change to the Study, to one of its Jobs or Pods (kopf event handlers
+filtered on the `kubetune.io/study` label), and by a timer every `OperatorSettings.interval`
+seconds, which catches what produces no Kubernetes event (a milestone reported through
+Prometheus or object storage). kopf's handlers only ask and return: a handler that ran a pass
+would hold up kopf's processing of that object's later events (a budget patch would wait behind
+it). Passes of one Study never overlap; a request during a pass queues one more.
 
 Live spec changes: `spec.budget.parallelism`, `maxTrials`, `maxFailedTrials` and
 `maxPreemptions` take effect on the next pass (see K8sExecutor for how a lowered parallelism
@@ -18,11 +26,13 @@ works without a GC) and, only if `spec.checkpoint.deleteOnCompletion`, its check
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,8 +95,29 @@ class OperatorSettings:
     peering_priority: int = 0
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     shutdown: threading.Event = field(default_factory=threading.Event)
+    # Threads for all passes of all Studies (kopf's executor for sync handlers): the operator's
+    # cost does not grow with the number of Studies that wait, only with passes in flight.
+    workers: int = 8
+    # Shortest time between the end of a Study's pass and the start of its next one.
+    min_gap: float = 0.2
     api: KubeApi | None = None
     runners: dict[str, StudyRunner] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The threads that run passes, shared by all Studies (created on first use)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kubetune-pass")
+            return self._pool
+
+    def close(self) -> None:
+        """The operator is stopping: no new pass starts; queued ones are dropped."""
+        self.shutdown.set()
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
 
     def client(self) -> KubeApi:
         if self.api is None:
@@ -103,7 +134,7 @@ class StudyRunner:
 
     def __init__(self, settings: OperatorSettings, body: Any) -> None:
         self.settings = settings
-        self.body = body  # kopf's live view of the Study
+        self.body = body  # kopf's live view of the Study (the latest one a handler was given)
         self.api = settings.client()
         self.generation: Any = object()
         self.spec_doc: dict[str, Any] = {}
@@ -119,6 +150,11 @@ class StudyRunner:
         }
         self.invalid = ""
         self.ignored_change = ""
+        self.lock = threading.Lock()  # guards `again` and `scheduled`
+        self.again = False  # a pass was asked for since the current one started
+        self.scheduled = False  # a pass is queued or running
+        self.last_end = 0.0  # monotonic time the last pass ended
+        self.done = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -159,8 +195,55 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ the pass
 
+    def request(self) -> None:
+        """Ask for a pass; returns at once (kopf's handlers must never wait for a pass).
+
+        At most one pass of a Study is queued or running; a request during it makes it run
+        once more, queued behind the passes other Studies asked for in the meantime.
+        """
+        with self.lock:
+            self.again = True
+            if self.scheduled or self.settings.shutdown.is_set():
+                return
+            self.scheduled = True
+        self._submit()
+
+    def _submit(self) -> None:
+        """Queue the pass, no sooner than `min_gap` after the previous one ended: a burst of
+        Pod and Job events becomes one pass, not one each."""
+        delay = self.last_end + self.settings.min_gap - time.monotonic()
+        if delay <= 0:
+            self._enqueue()
+            return
+        timer = threading.Timer(delay, self._enqueue)
+        timer.daemon = True
+        timer.start()
+
+    def _enqueue(self) -> None:
+        if self.settings.shutdown.is_set():
+            return
+        # RuntimeError: the pool shut down in between (the operator is stopping)
+        with contextlib.suppress(RuntimeError):
+            self.settings.pool().submit(self._run)
+
+    def _run(self) -> None:
+        with self.lock:
+            self.again = False
+        try:
+            if not (self.done and self.meta.get("generation") == self.generation):
+                self.done = self.tick()  # an ended study waits for a new spec
+        except Exception:
+            log.exception("reconciling %s/%s", self.namespace, self.name)
+        finally:
+            self.last_end = time.monotonic()
+            with self.lock:
+                again = self.again and not self.settings.shutdown.is_set()
+                self.scheduled = again
+            if again:
+                self._submit()
+
     def tick(self) -> bool:
-        """One pass; True when the study has ended (the daemon may exit)."""
+        """One pass; True when the study has ended."""
         generation = self.meta.get("generation")
         if generation != self.generation:
             self.generation = generation
@@ -411,21 +494,22 @@ class StudyRunner:
             log.warning("writing status of %s: %s", self.name, exc)
 
 
-def run_study(settings: OperatorSettings, body: Any, stopped: Any) -> None:
-    """The per-Study daemon loop (a thread)."""
-    runner = StudyRunner(settings, body)
-    key = f"{runner.namespace}/{runner.name}"
-    settings.runners[key] = runner
-    try:
-        while not stopped and not settings.shutdown.is_set():
-            try:
-                if runner.tick():
-                    break
-            except Exception:
-                log.exception("reconciling %s", key)
-            stopped.wait(settings.interval)
-    finally:
-        settings.runners.pop(key, None)
+def reconcile_study(settings: OperatorSettings, body: Any) -> None:
+    """Ask for a pass of the Study in `body` (a timer tick or a change to the Study)."""
+    meta = body["metadata"]
+    key = f"{meta.get('namespace') or 'default'}/{meta['name']}"
+    runner = settings.runners.get(key)
+    if runner is None or runner.uid != str(meta.get("uid") or ""):
+        runner = settings.runners[key] = StudyRunner(settings, body)  # new, or re-created
+    runner.body = body
+    runner.request()
+
+
+def wake_study(settings: OperatorSettings, namespace: str, study: str) -> None:
+    """A Job or Pod of `study` changed: a pass now, not at the next timer tick."""
+    runner = settings.runners.get(f"{namespace or 'default'}/{study}")
+    if runner is not None:
+        runner.request()
 
 
 def cleanup(settings: OperatorSettings, body: Any) -> None:
@@ -486,10 +570,31 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         if ours.peering_priority:
             settings.peering.priority = ours.peering_priority
 
-    @kopf.daemon(GROUP, VERSION, "studies", registry=registry, cancellation_timeout=1.0)
-    def study_daemon(stopped: Any, body: Any, **_: Any) -> None:
-        run_study(settings, body, stopped)
+    @kopf.on.event(GROUP, VERSION, "studies", registry=registry)
+    def study_changed(body: Any, type: str | None, **_: Any) -> None:
+        meta = body["metadata"]
+        if type == "DELETED" or meta.get("deletionTimestamp"):
+            return
+        runner = ours.runners.get(f"{meta.get('namespace') or 'default'}/{meta['name']}")
+        known = runner is not None and runner.uid == meta.get("uid")
+        if known and runner is not None and runner.generation == meta.get("generation"):
+            return  # e.g. our own status write: the timer and the Jobs' events drive passes
+        reconcile_study(ours, body)
+
+    @kopf.timer(GROUP, VERSION, "studies", interval=settings.interval, registry=registry)
+    def study_timer(body: Any, **_: Any) -> None:
+        reconcile_study(ours, body)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_STUDY: kopf.PRESENT}, registry=registry)
+    def job_changed(namespace: str | None, labels: Any, **_: Any) -> None:
+        wake_study(ours, namespace or "", str(labels[LABEL_STUDY]))
+
+    @kopf.on.event("", "v1", "pods", labels={LABEL_STUDY: kopf.PRESENT}, registry=registry)
+    def pod_changed(namespace: str | None, labels: Any, **_: Any) -> None:
+        wake_study(ours, namespace or "", str(labels[LABEL_STUDY]))
 
     @kopf.on.delete(GROUP, VERSION, "studies", registry=registry)
     def study_deleted(body: Any, **_: Any) -> None:
-        cleanup(settings, body)
+        meta = body["metadata"]
+        ours.runners.pop(f"{meta.get('namespace') or 'default'}/{meta['name']}", None)
+        cleanup(ours, body)

@@ -109,7 +109,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
         controller.drain()
         executor.end_leftovers()  # trials still running stay: the next run adopts them
-        write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
+        write_outputs(
+            controller.state,
+            spec,
+            study.name,
+            output,
+            checkpoints=layout.study_url,
+            interrupted=True,
+        )
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
     finally:

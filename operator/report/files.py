@@ -15,9 +15,19 @@ from kubetune.operator.spec.model import StudySpec
 
 
 def write_outputs(
-    state: StudyState, spec: StudySpec, name: str, out: Path, *, checkpoints: str = ""
+    state: StudyState,
+    spec: StudySpec,
+    name: str,
+    out: Path,
+    *,
+    checkpoints: str = "",
+    interrupted: bool = False,
 ) -> list[Path]:
-    """Write the output folder; `checkpoints` is the run's storage prefix, for the summary."""
+    """Write the output folder; `checkpoints` is the run's storage prefix, for the summary.
+
+    `interrupted`: the run was stopped (Ctrl-C) and is resumable. Its state stays Running, so a
+    resume continues it, but the summary says what a reader needs: it is not running any more.
+    """
     out.mkdir(parents=True, exist_ok=True)
     trials = out / "trials.jsonl"
     with open(trials, "w") as f:
@@ -32,6 +42,9 @@ def write_outputs(
             f.write(json.dumps(record) + "\n")
     summary_path = out / "summary.json"
     doc = summary(state, spec, name)
+    if interrupted and state.phase == "Running":
+        doc["phase"] = "Interrupted"
+        doc["message"] = "interrupted; run the same command again to resume"
     if checkpoints:
         doc["checkpoints"] = checkpoints
     summary_path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -377,7 +377,10 @@ def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) 
     assert proc.returncode == 130
     assert "run the same command again to resume" in stderr
     interrupted = state_of(out)
-    assert interrupted["phase"] == "Running"
+    assert interrupted["phase"] == "Running"  # resumable
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phase"] == "Interrupted", summary  # not running any more
+    assert "run the same command again" in summary["message"]
     assert all(t["handle"] is None for t in interrupted["trials"])  # every process ended
     assert all(t["preemptions"] == 0 for t in interrupted["trials"])  # ours, not the platform's
     again = run_cli(study, out, "--quiet")

@@ -57,6 +57,18 @@ def _launch_error(argv: list[str], exc: OSError) -> tuple[int, str]:
     return EXIT_CANNOT_EXECUTE, f"cannot start {what!r}: {exc.strerror or exc}"
 
 
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Until no live process is left in group `pgid` (killed ones may linger a moment, and
+    zombies stay members until their new parent reaps them), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+
+
 class LocalExecutor:
     def __init__(self, template: dict[str, Any], workdir: Path, run_dir: Path) -> None:
         container = template["spec"]["containers"][0]
@@ -212,6 +224,8 @@ class LocalExecutor:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pgid, signal.SIGKILL)
                     del self.leftovers[pgid]
+                    if wait:  # the caller is about to exit: see the kill take effect first
+                        _wait_group_gone(pgid, LEFTOVER_GRACE_S)
                     break
                 if not wait:
                     break

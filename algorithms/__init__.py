@@ -11,21 +11,28 @@ from kubetune.algorithms.moasha import MOASHAScheduler
 from kubetune.algorithms.mopbt import MOPBTScheduler
 from kubetune.algorithms.pbt import PBTScheduler
 from kubetune.algorithms.registry import (
-    DEFAULT_SETTINGS,
+    ALGORITHMS,
     MAX_OBJECTIVES,
     MIN_OBJECTIVES,
+    SETTINGS,
     make_scheduler,
 )
+from kubetune.algorithms.settings import AshaSettings, GridSettings, HyperbandSettings, PbtSettings
 
 __all__ = [
-    "DEFAULT_SETTINGS",
+    "ALGORITHMS",
     "MAX_OBJECTIVES",
     "MIN_OBJECTIVES",
+    "SETTINGS",
     "ASHAScheduler",
+    "AshaSettings",
     "FIFOScheduler",
+    "GridSettings",
     "HyperbandScheduler",
+    "HyperbandSettings",
     "MOASHAScheduler",
     "MOPBTScheduler",
     "PBTScheduler",
+    "PbtSettings",
     "make_scheduler",
 ]

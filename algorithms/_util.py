@@ -1,4 +1,4 @@
-"""Small helpers shared by the schedulers (settings validation, RNG salts, phase mapping).
+"""Small helpers shared by the schedulers (resource checks, RNG salts, phase mapping).
 
 Kept out of `base.py` so that the controller contract stays minimal.
 """
@@ -6,7 +6,6 @@ Kept out of `base.py` so that the controller contract stays minimal.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from kubetune.algorithms.base import Objective, SchedulerConfig, Segment
 
@@ -17,50 +16,6 @@ SALT_SOBOL = 0x534F424C  # "SOBL"
 SALT_BRACKET = 0x42524B54  # "BRKT"
 SALT_PBT = 0x50425421  # "PBT!"
 SALT_MODEL = 0x4D4F444C  # "MODL"
-
-
-def merge_settings(
-    algorithm: str, settings: Mapping[str, Any], defaults: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Defaults overlaid with the user's settings; unknown names are an error, not ignored.
-
-    A misspelt setting (`etta: 4`) silently falling back to a default would make a study run a
-    different algorithm than the one written down, so it is rejected with the known names.
-    """
-    unknown = sorted(set(settings) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"{algorithm}: unknown setting(s) {unknown}; known settings: {sorted(defaults)}"
-        )
-    merged = dict(defaults)
-    merged.update(settings)
-    return merged
-
-
-def as_int(algorithm: str, name: str, value: Any, minimum: int) -> int:
-    """An integer setting >= minimum (bools are rejected: `True` is not a population size)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ValueError(f"{algorithm}: setting {name!r} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{algorithm}: setting {name!r} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def as_float(algorithm: str, name: str, value: Any, low: float, high: float) -> float:
-    """A float setting in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{algorithm}: setting {name!r} must be a number, got {value!r}")
-    if not low <= float(value) <= high:
-        raise ValueError(f"{algorithm}: setting {name!r} must be in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def as_choice(algorithm: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(
-            f"{algorithm}: setting {name!r} must be one of {list(choices)}, got {value!r}"
-        )
-    return str(value)
 
 
 def check_resource(algorithm: str, config: SchedulerConfig) -> None:

@@ -42,15 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from kubetune.algorithms._util import (
-    as_choice,
-    as_float,
-    as_int,
-    check_resource,
-    decision_segments,
-    merge_settings,
-    single_loss,
-)
+from kubetune.algorithms._util import check_resource, decision_segments, single_loss
 from kubetune.algorithms.base import (
     Action,
     CheckpointRef,
@@ -66,6 +58,7 @@ from kubetune.algorithms.base import (
 from kubetune.algorithms.model_searcher import DEFAULT_RANDOM_FRACTION, History, ModelSearcher
 from kubetune.algorithms.multiobjective import RankedPoints
 from kubetune.algorithms.searchers import Searcher, make_searcher
+from kubetune.algorithms.settings import AshaSettings, check_settings
 
 # `searcher` choices of the ASHA family; `model` is the default (algorithms/model_searcher.py).
 ASHA_SEARCHERS: tuple[str, ...] = ("model", "random", "sobol")
@@ -244,13 +237,7 @@ class ASHAScheduler(Scheduler):
     """Asynchronous successive halving for one objective (the first objective of the study)."""
 
     NAME = "asha"
-    # randomFraction None: the model searcher's default (0.1); ignored by the other searchers.
-    DEFAULTS: Mapping[str, Any] = {
-        "eta": 3,
-        "mode": "promotion",
-        "searcher": "model",
-        "randomFraction": None,
-    }
+    SETTINGS: type[AshaSettings] = AshaSettings
     MULTI_OBJECTIVE = False
 
     def __init__(self, config: SchedulerConfig) -> None:
@@ -258,20 +245,21 @@ class ASHAScheduler(Scheduler):
         check_resource(self.NAME, config)
         if not config.objectives:
             raise ValueError(f"{self.NAME}: at least one objective is needed")
-        self.settings = merge_settings(self.NAME, config.settings, self.DEFAULTS)
-        self.eta = as_int(self.NAME, "eta", self.settings["eta"], 2)
-        self.mode = as_choice(self.NAME, "mode", self.settings["mode"], ("promotion", "stopping"))
-        searcher = as_choice(self.NAME, "searcher", self.settings["searcher"], ASHA_SEARCHERS)
-        fraction = self.settings.get("randomFraction")
-        fraction = (
-            DEFAULT_RANDOM_FRACTION
-            if fraction is None
-            else as_float(self.NAME, "randomFraction", fraction, 0.0, 1.0)
-        )
+        settings = self.SETTINGS() if config.settings is None else config.settings
+        check_settings(self.NAME, settings, self.SETTINGS)
+        self.settings = settings
+        self.eta = settings.eta
+        self.mode = settings.mode
+        # random_fraction None: the model searcher's default; ignored by the other searchers.
+        fraction = settings.random_fraction
         self.searcher: Searcher = (
-            ModelSearcher(config.space, config.seed, random_fraction=fraction)
-            if searcher == "model"
-            else make_searcher(searcher, config.space, config.seed)
+            ModelSearcher(
+                config.space,
+                config.seed,
+                random_fraction=DEFAULT_RANDOM_FRACTION if fraction is None else fraction,
+            )
+            if settings.searcher == "model"
+            else make_searcher(settings.searcher, config.space, config.seed)
         )
         self.brackets = self._make_brackets()
         self._trials: dict[str, _Trial] = {}

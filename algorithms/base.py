@@ -125,7 +125,8 @@ class SchedulerConfig:
     objectives: tuple[Objective, ...]
     resource: ResourceRange
     seed: int = 0
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    # The algorithm's typed settings (`kubetune.algorithms.settings`); None: its defaults.
+    settings: Any = None
 
 
 def trial_id_for(index: int) -> str:

@@ -7,9 +7,8 @@ number of objectives because it never ranks them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
-from kubetune.algorithms._util import as_choice, as_int, check_resource, merge_settings
+from kubetune.algorithms._util import check_resource
 from kubetune.algorithms.base import (
     Action,
     Decision,
@@ -19,20 +18,23 @@ from kubetune.algorithms.base import (
     SchedulerConfig,
     TrialRecord,
 )
-from kubetune.algorithms.searchers import SEARCHERS, make_searcher
+from kubetune.algorithms.searchers import make_searcher
+from kubetune.algorithms.settings import GridSettings, check_settings
 
 
 class FIFOScheduler(Scheduler):
     NAME = "fifo"
-    DEFAULTS: Mapping[str, Any] = {"searcher": "random", "gridPoints": 5}
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, searcher: str = "random") -> None:
         super().__init__(config)
         check_resource(self.NAME, config)
-        self.settings = merge_settings(self.NAME, config.settings, self.DEFAULTS)
-        kind = as_choice(self.NAME, "searcher", self.settings["searcher"], SEARCHERS)
-        points = as_int(self.NAME, "gridPoints", self.settings["gridPoints"], 1)
-        self.searcher = make_searcher(kind, config.space, config.seed, points)
+        # Only the grid has settings; random and Sobol take none, and settings given to them
+        # would be silently ignored, so they are refused.
+        if searcher != "grid" and config.settings is not None:
+            raise ValueError(f"{searcher}: takes no settings, got {config.settings!r}")
+        grid = GridSettings() if config.settings is None else config.settings
+        check_settings("grid", grid, GridSettings)
+        self.searcher = make_searcher(searcher, config.space, config.seed, grid.grid_points)
         self._next_index = 0
 
     def milestones(self) -> Sequence[int]:

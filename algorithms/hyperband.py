@@ -22,14 +22,12 @@ highest resource level wins (ASHA's "prefer the highest rung" across brackets), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
-from kubetune.algorithms._util import SALT_BRACKET, as_int
+from kubetune.algorithms._util import SALT_BRACKET
 from kubetune.algorithms.asha import ASHAScheduler, Bracket, rung_levels
 from kubetune.algorithms.base import SchedulerConfig, rng_for
+from kubetune.algorithms.settings import AshaSettings, HyperbandSettings
 
 
 def max_bracket(low: int, high: int, eta: int) -> int:
@@ -51,13 +49,7 @@ def bracket_probabilities(s_max: int, eta: int, count: int) -> np.ndarray:
 
 class HyperbandScheduler(ASHAScheduler):
     NAME = "hyperband"
-    DEFAULTS: Mapping[str, Any] = {
-        "eta": 3,
-        "mode": "promotion",
-        "brackets": None,
-        "searcher": "model",
-        "randomFraction": None,
-    }
+    SETTINGS: type[AshaSettings] = HyperbandSettings
 
     def __init__(self, config: SchedulerConfig) -> None:
         super().__init__(config)
@@ -66,8 +58,10 @@ class HyperbandScheduler(ASHAScheduler):
     def _make_brackets(self) -> list[Bracket]:
         r = self.config.resource
         self.s_max = max_bracket(r.min, r.max, self.eta)
-        requested = self.settings["brackets"]
-        count = self.s_max + 1 if requested is None else as_int(self.NAME, "brackets", requested, 1)
+        settings = self.settings
+        assert isinstance(settings, HyperbandSettings)  # SETTINGS, checked by ASHA's __init__
+        requested = settings.brackets
+        count = self.s_max + 1 if requested is None else requested
         if count > self.s_max + 1:
             raise ValueError(
                 f"{self.NAME}: setting 'brackets' is {count} but resource {r.min}..{r.max} "

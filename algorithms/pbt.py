@@ -46,15 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from kubetune.algorithms._util import (
-    SALT_PBT,
-    as_float,
-    as_int,
-    check_resource,
-    decision_segments,
-    merge_settings,
-    single_loss,
-)
+from kubetune.algorithms._util import SALT_PBT, check_resource, decision_segments, single_loss
 from kubetune.algorithms.base import (
     Action,
     CheckpointRef,
@@ -69,6 +61,7 @@ from kubetune.algorithms.base import (
     trial_id_for,
 )
 from kubetune.algorithms.searchers import RandomSearcher
+from kubetune.algorithms.settings import PbtSettings, check_settings
 from kubetune.algorithms.space import Categorical, Float, Int, SearchSpace
 
 ACTIVE, PAUSED, DONE, OUT = "active", "paused", "done", "out"
@@ -136,44 +129,24 @@ class PopulationBasedTraining(Scheduler):
     """The asynchronous PBT loop; subclasses define the ranking (`_score`, `_order`)."""
 
     NAME = "pbt"
-    DEFAULTS: Mapping[str, Any] = {
-        "populationSize": 8,
-        "perturbationInterval": None,
-        "quantile": 0.25,
-        "resampleProbability": 0.25,
-        "perturbFactors": [0.8, 1.2],
-    }
+    SETTINGS: type[PbtSettings] = PbtSettings
 
     def __init__(self, config: SchedulerConfig) -> None:
         super().__init__(config)
         check_resource(self.NAME, config)
         if not config.objectives:
             raise ValueError(f"{self.NAME}: at least one objective is needed")
-        s = merge_settings(self.NAME, config.settings, self.DEFAULTS)
+        s = self.SETTINGS() if config.settings is None else config.settings
+        check_settings(self.NAME, s, self.SETTINGS)
         self.settings = s
         r = config.resource
-        self.population_size = as_int(self.NAME, "populationSize", s["populationSize"], 2)
-        interval = s["perturbationInterval"]
-        self.interval = (
-            max(1, r.max // 10)
-            if interval is None
-            else as_int(self.NAME, "perturbationInterval", interval, 1)
-        )
-        self.quantile = as_float(self.NAME, "quantile", s["quantile"], 0.0, 1.0)
-        self.resample_probability = as_float(
-            self.NAME, "resampleProbability", s["resampleProbability"], 0.0, 1.0
-        )
-        factors = s["perturbFactors"]
-        if (
-            not isinstance(factors, list | tuple)
-            or not factors
-            or any(isinstance(f, bool) or not isinstance(f, int | float) or f <= 0 for f in factors)
-        ):
-            raise ValueError(
-                f"{self.NAME}: setting 'perturbFactors' must be a non-empty list of positive "
-                f"numbers, got {factors!r}"
-            )
-        self.factors = [float(f) for f in factors]
+        self.population_size = s.population_size
+        # perturbation_interval None: a tenth of the resource range's top (at least 1).
+        interval = s.perturbation_interval
+        self.interval = max(1, r.max // 10) if interval is None else interval
+        self.quantile = float(s.quantile)
+        self.resample_probability = float(s.resample_probability)
+        self.factors = [float(f) for f in s.perturb_factors]
         self.boundaries = pbt_boundaries(r.min, r.max, self.interval)
         self.searcher = RandomSearcher(config.space, config.seed)
         self._members: dict[str, _Member] = {}

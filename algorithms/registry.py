@@ -1,16 +1,16 @@
-"""Name -> scheduler, with each algorithm's settings defaults and objective-count limits.
+"""Name -> scheduler: the one list of algorithm names, each one's settings class and
+objective-count limits.
 
-The operator's Study model imports `DEFAULT_SETTINGS` to fill in and document defaults, and
-`MIN_OBJECTIVES` / `MAX_OBJECTIVES` to reject a study whose objectives an algorithm cannot use
-(ASHA, Hyperband and PBT rank one metric; MO-ASHA and MO-PBT need at least two to be worth their
-name; the plain searchers never rank, so they take any number). A default of None means
-"computed from the study" (documented in the algorithm's module).
+The operator's Study model takes `ALGORITHMS` for its enum and `SETTINGS` for the types of its
+`spec.algorithm.<name>` blocks, and rejects a study whose objectives an algorithm cannot use
+through `MIN_OBJECTIVES` / `MAX_OBJECTIVES` (ASHA, Hyperband and PBT rank one metric; MO-ASHA and
+MO-PBT need at least two to be worth their name; the plain searchers never rank, so they take
+any number).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+import dataclasses
 from typing import Any
 
 from kubetune.algorithms.asha import ASHAScheduler
@@ -20,28 +20,27 @@ from kubetune.algorithms.hyperband import HyperbandScheduler
 from kubetune.algorithms.moasha import MOASHAScheduler
 from kubetune.algorithms.mopbt import MOPBTScheduler
 from kubetune.algorithms.pbt import PBTScheduler
-
-ALGORITHMS: tuple[str, ...] = (
-    "random",
-    "grid",
-    "sobol",
-    "asha",
-    "hyperband",
-    "pbt",
-    "mopbt",
-    "moasha",
+from kubetune.algorithms.settings import (
+    AshaSettings,
+    GridSettings,
+    HyperbandSettings,
+    PbtSettings,
+    check_settings,
 )
 
-DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
-    "random": {},
-    "sobol": {},
-    "grid": {"gridPoints": 5},
-    "asha": dict(ASHAScheduler.DEFAULTS),
-    "hyperband": dict(HyperbandScheduler.DEFAULTS),
-    "pbt": dict(PBTScheduler.DEFAULTS),
-    "mopbt": dict(MOPBTScheduler.DEFAULTS),
-    "moasha": dict(MOASHAScheduler.DEFAULTS),
+# Each algorithm's settings class; None: it takes no settings.
+SETTINGS: dict[str, type | None] = {
+    "random": None,
+    "grid": GridSettings,
+    "sobol": None,
+    "asha": AshaSettings,
+    "hyperband": HyperbandSettings,
+    "pbt": PbtSettings,
+    "mopbt": PbtSettings,
+    "moasha": AshaSettings,
 }
+
+ALGORITHMS: tuple[str, ...] = tuple(SETTINGS)
 
 MIN_OBJECTIVES: dict[str, int] = {
     "random": 1,
@@ -84,28 +83,42 @@ def check_objectives(name: str, count: int) -> None:
         raise ValueError(f"algorithm {name!r} needs {wanted} objective(s), the study has {count}")
 
 
+def make_settings(name: str, **values: Any) -> Any:
+    """Algorithm `name`'s settings object with `values` (snake_case) over its defaults.
+
+    A misspelt setting (`etta=4`) silently falling back to a default would make a study run a
+    different algorithm than the one written down, so unknown names are a ValueError naming the
+    known ones; bounds are checked as the scheduler would."""
+    if name not in SETTINGS:
+        raise ValueError(f"unknown algorithm {name!r}; known: {list(ALGORITHMS)}")
+    cls = SETTINGS[name]
+    known = [] if cls is None else [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown setting(s) {unknown}; known settings: {known}")
+    if cls is None:
+        return None
+    settings = cls(**values)
+    check_settings(name, settings, cls)
+    return settings
+
+
 def make_scheduler(name: str, config: SchedulerConfig) -> Scheduler:
     """A fresh scheduler for algorithm `name` (settings validated; ValueError if invalid)."""
-    if name not in DEFAULT_SETTINGS:
+    if name not in SETTINGS:
         raise ValueError(f"unknown algorithm {name!r}; known: {list(ALGORITHMS)}")
     check_objectives(name, len(config.objectives))
     if name in ("random", "grid", "sobol"):
-        unknown = sorted(set(config.settings) - set(DEFAULT_SETTINGS[name]))
-        if unknown:
-            raise ValueError(
-                f"{name}: unknown setting(s) {unknown}; known settings: "
-                f"{sorted(DEFAULT_SETTINGS[name])}"
-            )
-        settings: Mapping[str, Any] = {**config.settings, "searcher": name}
-        return FIFOScheduler(replace(config, settings=settings))
+        return FIFOScheduler(config, searcher=name)
     return _CLASSES[name](config)
 
 
 __all__ = [
     "ALGORITHMS",
-    "DEFAULT_SETTINGS",
     "MAX_OBJECTIVES",
     "MIN_OBJECTIVES",
+    "SETTINGS",
     "check_objectives",
     "make_scheduler",
+    "make_settings",
 ]

@@ -33,6 +33,7 @@ from kubetune.algorithms.base import (  # noqa: E402
 from kubetune.algorithms.model_searcher import History, ModelSearcher  # noqa: E402
 from kubetune.algorithms.registry import make_scheduler  # noqa: E402
 from kubetune.algorithms.searchers import RandomSearcher  # noqa: E402
+from kubetune.algorithms.settings import AshaSettings  # noqa: E402
 from kubetune.algorithms.space import Categorical, Float, Int, SearchSpace  # noqa: E402
 
 SPACE = SearchSpace(
@@ -94,7 +95,7 @@ def main() -> None:
         objectives=(Objective("loss"),),
         resource=ResourceRange("epoch", 1, 27),
         seed=3,
-        settings={"randomFraction": 0.0},
+        settings=AshaSettings(random_fraction=0.0),
     )
     records = []
     for i in range(n):

@@ -1,14 +1,13 @@
-"""Translate a validated StudySpec into what the pure algorithms take."""
+"""Translate a validated StudySpec into what the pure algorithms take.
+
+The settings need no translation: the spec's settings blocks are the algorithms' own classes.
+"""
 
 from __future__ import annotations
-
-import dataclasses
-from typing import Any
 
 from kubetune.algorithms.base import Objective, ResourceRange, Scheduler, SchedulerConfig
 from kubetune.algorithms.space import Categorical, Fixed, Float, Int, Param, SearchSpace
 from kubetune.operator.spec.model import StudySpec
-from kubetune.operator.spec.schema import camel
 
 
 def search_space(spec: StudySpec) -> SearchSpace:
@@ -27,21 +26,13 @@ def search_space(spec: StudySpec) -> SearchSpace:
     return SearchSpace(tuple(params))
 
 
-def settings_dict(spec: StudySpec) -> dict[str, Any]:
-    """The chosen algorithm's settings as the camelCase mapping the algorithms read."""
-    settings = spec.algorithm.settings()
-    if settings is None:
-        return {}
-    return {camel(k): v for k, v in dataclasses.asdict(settings).items() if v is not None}
-
-
 def scheduler_config(spec: StudySpec) -> SchedulerConfig:
     return SchedulerConfig(
         space=search_space(spec),
         objectives=tuple(Objective(o.metric, o.goal) for o in spec.objectives),  # type: ignore[arg-type]
         resource=ResourceRange(spec.resource.metric, spec.resource.min, spec.resource.max),
         seed=spec.algorithm.seed,
-        settings=settings_dict(spec),
+        settings=spec.algorithm.settings(),
     )
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubetune.algorithms.registry import ALGORITHMS, SETTINGS
+from kubetune.algorithms.settings import AshaSettings, GridSettings, HyperbandSettings, PbtSettings
 from kubetune.operator.spec.schema import spec_field
 
 GROUP = "kubetune.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-ALGORITHMS = ("random", "grid", "sobol", "asha", "hyperband", "pbt", "mopbt", "moasha")
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
@@ -96,121 +97,13 @@ class ResourceSpec:
 
 
 @dataclass(kw_only=True)
-class GridSettings:
-    """Settings of the `grid` algorithm."""
-
-    grid_points: int = spec_field(
-        "Points per float or int parameter (in its own scale); categoricals use all values.",
-        default=5,
-        minimum=2,
-        maximum=1000,
-    )
-
-
-@dataclass(kw_only=True)
-class AshaSettings:
-    """Settings of `asha` and `moasha` (Li et al. 2020; Schmucker et al. 2021)."""
-
-    eta: int = spec_field(
-        "Reduction factor: rungs at min·eta^k; the top 1/eta of a rung is promoted.",
-        default=3,
-        minimum=2,
-        maximum=100,
-    )
-    mode: str = spec_field(
-        "promotion pauses trials at each rung and resumes the promoted ones from their "
-        "checkpoint; stopping lets trials run on and stops those outside the top 1/eta.",
-        default="promotion",
-        enum=("promotion", "stopping"),
-    )
-    searcher: str = spec_field(
-        "How new configurations are drawn: model (a TPE density-ratio model of the results so "
-        "far at the highest well-populated rung, one proposal in ten random), random or sobol.",
-        default="model",
-        enum=("model", "random", "sobol"),
-    )
-    random_fraction: float | None = spec_field(
-        "Share of the model searcher's proposals drawn at random (exploration); default 0.1.",
-        default=None,
-        minimum=0.0,
-        maximum=1.0,
-    )
-
-
-@dataclass(kw_only=True)
-class HyperbandSettings(AshaSettings):
-    """Settings of `hyperband`: asynchronous Hyperband, several ASHA brackets (ASHA's settings
-    plus the number of brackets)."""
-
-    brackets: int | None = spec_field(
-        "Number of brackets (the most aggressive first); default: all that fit between min "
-        "and max.",
-        default=None,
-        minimum=1,
-        maximum=20,
-    )
-
-
-@dataclass(kw_only=True)
-class PbtSettings:
-    """Settings of `pbt` and `mopbt` (Jaderberg et al. 2017; Dushatskiy et al. 2023)."""
-
-    population_size: int = spec_field(
-        "Members trained in parallel and compared with each other.",
-        default=8,
-        minimum=2,
-        maximum=1000,
-    )
-    perturbation_interval: int | None = spec_field(
-        "Resource between two exploit/explore steps of a member; default: a tenth of "
-        "resource.max (at least 1).",
-        default=None,
-        minimum=1,
-    )
-    quantile: float = spec_field(
-        "Fraction of the population in the bottom (copies) and top (donors) groups.",
-        default=0.25,
-        minimum=0.0,
-        maximum=0.5,
-        exclusive_minimum=True,
-    )
-    resample_probability: float = spec_field(
-        "Probability that explore resamples a parameter from the search space instead of "
-        "perturbing it.",
-        default=0.25,
-        minimum=0.0,
-        maximum=1.0,
-    )
-    perturb_factors: list[float] = spec_field(
-        "Factors a float or int parameter is multiplied by when perturbed (one drawn at random).",
-        default_factory=lambda: [0.8, 1.2],
-        minimum=0.0,
-        exclusive_minimum=True,
-        min_items=1,
-    )
-
-
-ALGORITHM_SETTINGS: dict[str, tuple[str, type] | None] = {
-    "random": None,
-    "sobol": None,
-    "grid": ("grid", GridSettings),
-    "asha": ("asha", AshaSettings),
-    "moasha": ("moasha", AshaSettings),
-    "hyperband": ("hyperband", HyperbandSettings),
-    "pbt": ("pbt", PbtSettings),
-    "mopbt": ("mopbt", PbtSettings),
-}
-
-
-@dataclass(kw_only=True)
 class AlgorithmSpec:
     """Which algorithm decides, with its settings (only the block named by `name` may be set)."""
 
     CEL_RULES = tuple(
-        (f"!has(self.{key}) || self.name == '{name}'", f"{key} is set but name is not {name}")
-        for name, entry in ALGORITHM_SETTINGS.items()
-        if entry is not None
-        for key in [entry[0]]
+        (f"!has(self.{name}) || self.name == '{name}'", f"{name} is set but name is not {name}")
+        for name, cls in SETTINGS.items()
+        if cls is not None
     )
 
     name: str = spec_field("The search or scheduling algorithm.", enum=ALGORITHMS)
@@ -231,12 +124,13 @@ class AlgorithmSpec:
     mopbt: PbtSettings | None = spec_field("Settings when name is mopbt.", default=None)
 
     def settings(self) -> Any:
-        """The settings block of the chosen algorithm, defaults filled in; None if it has none."""
-        entry = ALGORITHM_SETTINGS[self.name]
-        if entry is None:
+        """The settings block of the chosen algorithm, defaults filled in; None if it has none.
+
+        The object is what the algorithm takes (`SchedulerConfig.settings`), unconverted."""
+        cls = SETTINGS[self.name]
+        if cls is None:
             return None
-        key, cls = entry
-        value = getattr(self, key)
+        value = getattr(self, self.name)
         return value if value is not None else cls()
 
 

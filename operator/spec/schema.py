@@ -76,8 +76,24 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def field_info(f: dataclasses.Field[Any]) -> FieldInfo | None:
+    """A field's declaration: `spec_field` metadata, or an algorithm setting's.
+
+    The algorithms' settings classes (`kubetune.algorithms.settings`) are part of the Study
+    schema but cannot import the operator, so they declare plain metadata, read here."""
+    if "spec" in f.metadata:
+        info: FieldInfo = f.metadata["spec"]
+        return info
+    if "setting" in f.metadata:
+        declared = dict(f.metadata["setting"])
+        required = f.default is MISSING and f.default_factory is MISSING
+        return FieldInfo(required=required, **declared)
+    return None
+
+
 def json_name(f: dataclasses.Field[Any]) -> str:
-    info: FieldInfo = f.metadata["spec"]
+    info = field_info(f)
+    assert info is not None, f.name
     return info.json_name or camel(f.name)
 
 
@@ -86,8 +102,9 @@ def spec_fields(cls: type) -> list[tuple[dataclasses.Field[Any], FieldInfo, Any]
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
-        if "spec" in f.metadata:
-            out.append((f, f.metadata["spec"], hints[f.name]))
+        info = field_info(f)
+        if info is not None:
+            out.append((f, info, hints[f.name]))
     return out
 
 

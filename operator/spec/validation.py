@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from kubetune.algorithms.registry import MAX_OBJECTIVES, MIN_OBJECTIVES
+from kubetune.algorithms.registry import MAX_OBJECTIVES, MIN_OBJECTIVES, SETTINGS
 from kubetune.operator.spec.model import (
-    ALGORITHM_SETTINGS,
+    AshaSettings,
     PbtSettings,
     Study,
     StudySpec,
@@ -228,19 +228,19 @@ def check_spec(spec: StudySpec) -> list[SpecError]:
             )
         )
 
-    for name, entry in ALGORITHM_SETTINGS.items():
-        if entry is None or name == algo.name:
+    for name, cls in SETTINGS.items():
+        if cls is None or name == algo.name:
             continue
-        if getattr(algo, entry[0]) is not None:
+        if getattr(algo, name) is not None:
             errors.append(
                 SpecError(
-                    f"spec.algorithm.{entry[0]}",
+                    f"spec.algorithm.{name}",
                     f"settings for {name}, but spec.algorithm.name is {algo.name}",
                 )
             )
 
     settings = algo.settings()
-    if algo.name in ("asha", "moasha", "hyperband") and res.min <= res.max:
+    if isinstance(settings, AshaSettings) and res.min <= res.max:
         eta = settings.eta
         if res.min * eta > res.max:
             errors.append(

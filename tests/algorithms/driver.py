@@ -53,7 +53,7 @@ def make_config(
     rmin: int = 1,
     rmax: int = 27,
     seed: int = 0,
-    settings: dict[str, Any] | None = None,
+    settings: Any = None,
     space: SearchSpace = SPACE,
 ) -> SchedulerConfig:
     objs = (Objective("loss", "minimize"), Objective("accuracy", "maximize"), Objective("cost"))
@@ -62,7 +62,7 @@ def make_config(
         objectives=objs[:objectives],
         resource=ResourceRange("epoch", rmin, rmax),
         seed=seed,
-        settings=settings or {},
+        settings=settings,
     )
 
 

@@ -19,6 +19,8 @@ from kubetune.algorithms.base import (
     TrialRecord,
     trial_id_for,
 )
+from kubetune.algorithms.registry import make_settings
+from kubetune.algorithms.settings import AshaSettings
 from kubetune.algorithms.space import Float, SearchSpace
 
 SPACE = SearchSpace((Float("x", 0.0, 1.0),))
@@ -29,7 +31,7 @@ def make(rmax: int = 9, mode: str = "promotion", eta: int = 3, goal: str = "mini
         space=SPACE,
         objectives=(Objective("loss", goal),),
         resource=ResourceRange("epoch", 1, rmax),
-        settings={"eta": eta, "mode": mode},
+        settings=AshaSettings(eta=eta, mode=mode),
     )
     return ASHAScheduler(cfg)
 
@@ -270,11 +272,5 @@ def test_settings_are_validated() -> None:
         make(eta=1)
     with pytest.raises(ValueError, match="mode"):
         make(mode="halving")
-    cfg = SchedulerConfig(
-        space=SPACE,
-        objectives=(Objective("loss"),),
-        resource=ResourceRange("epoch", 1, 9),
-        settings={"etta": 3},
-    )
-    with pytest.raises(ValueError, match="unknown setting"):
-        ASHAScheduler(cfg)
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['etta'\]"):
+        make_settings("asha", etta=3)

@@ -13,6 +13,7 @@ from kubetune.algorithms.base import (
     trial_id_for,
 )
 from kubetune.algorithms.hyperband import HyperbandScheduler, bracket_probabilities, max_bracket
+from kubetune.algorithms.settings import HyperbandSettings
 from kubetune.algorithms.space import Float, SearchSpace
 
 SPACE = SearchSpace((Float("x", 0.0, 1.0),))
@@ -25,7 +26,7 @@ def make(rmax: int = 27, seed: int = 0, **settings) -> HyperbandScheduler:
             objectives=(Objective("loss"),),
             resource=ResourceRange("epoch", 1, rmax),
             seed=seed,
-            settings=settings,
+            settings=HyperbandSettings(**settings),
         )
     )
 

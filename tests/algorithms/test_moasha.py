@@ -16,6 +16,7 @@ from kubetune.algorithms.base import (
     trial_id_for,
 )
 from kubetune.algorithms.moasha import MOASHAScheduler
+from kubetune.algorithms.settings import AshaSettings
 from kubetune.algorithms.space import Float, SearchSpace
 
 SPACE = SearchSpace((Float("x", 0.0, 1.0),))
@@ -27,7 +28,7 @@ def make(mode: str = "promotion") -> MOASHAScheduler:
             space=SPACE,
             objectives=(Objective("loss"), Objective("accuracy", "maximize")),
             resource=ResourceRange("epoch", 1, 9),
-            settings={"mode": mode},
+            settings=AshaSettings(mode=mode),
         )
     )
 

@@ -18,8 +18,9 @@ from kubetune.algorithms.asha import ASHAScheduler
 from kubetune.algorithms.base import NewTrial
 from kubetune.algorithms.model_searcher import History, ModelSearcher
 from kubetune.algorithms.multiobjective import hypervolume
-from kubetune.algorithms.registry import DEFAULT_SETTINGS, make_scheduler
+from kubetune.algorithms.registry import SETTINGS, make_scheduler, make_settings
 from kubetune.algorithms.searchers import RandomSearcher
+from kubetune.algorithms.settings import AshaSettings, HyperbandSettings
 from kubetune.algorithms.space import Categorical, Fixed, Float, Int, SearchSpace
 
 SPACE = SearchSpace(
@@ -106,7 +107,7 @@ def test_asha_family_with_model_beats_random_sampling(driver: ModuleType, name: 
     best: dict[str, list[float]] = {"model": [], "random": []}
     for seed in SEEDS:
         for searcher in best:
-            config = driver.make_config(seed=seed, settings={"searcher": searcher})
+            config = driver.make_config(seed=seed, settings=make_settings(name, searcher=searcher))
             run = driver.simulate_algorithm(
                 name, config, workers=4, max_trials=80, steps=700, seed=seed, fail_prob=0.0
             )
@@ -116,11 +117,11 @@ def test_asha_family_with_model_beats_random_sampling(driver: ModuleType, name: 
 
 RESTORE_CASES: list[tuple[str, dict[str, Any], int]] = [
     ("asha", {"searcher": "model"}, 1),
-    ("asha", {"searcher": "model", "randomFraction": 0.0, "mode": "stopping"}, 1),
-    ("asha", {"searcher": "model", "randomFraction": 0.1, "eta": 2}, 1),
-    ("hyperband", {"searcher": "model", "randomFraction": 0.0}, 1),
+    ("asha", {"searcher": "model", "random_fraction": 0.0, "mode": "stopping"}, 1),
+    ("asha", {"searcher": "model", "random_fraction": 0.1, "eta": 2}, 1),
+    ("hyperband", {"searcher": "model", "random_fraction": 0.0}, 1),
     ("hyperband", {"searcher": "model", "mode": "stopping", "brackets": 2}, 1),
-    ("moasha", {"searcher": "model", "randomFraction": 0.0}, 2),
+    ("moasha", {"searcher": "model", "random_fraction": 0.0}, 2),
     ("moasha", {"searcher": "model", "mode": "stopping"}, 3),
 ]
 
@@ -130,7 +131,9 @@ RESTORE_CASES: list[tuple[str, dict[str, Any], int]] = [
 def test_restored_model_scheduler_makes_the_same_proposals(
     driver: ModuleType, name: str, settings: dict[str, Any], objectives: int, seed: int
 ) -> None:
-    config = driver.make_config(objectives=objectives, seed=seed, settings=settings)
+    config = driver.make_config(
+        objectives=objectives, seed=seed, settings=make_settings(name, **settings)
+    )
     rng = np.random.default_rng(2000 + seed)
     workers = int(rng.integers(2, 9))
     kwargs: dict[str, Any] = {"workers": workers, "seed": seed, "steps": 500, "max_trials": 80}
@@ -146,7 +149,7 @@ def test_restored_model_scheduler_makes_the_same_proposals(
 
 
 def test_restore_at_every_step_with_the_model(driver: ModuleType) -> None:
-    config = driver.make_config(settings={"eta": 2, "randomFraction": 0.0}, rmax=8)
+    config = driver.make_config(settings=HyperbandSettings(eta=2, random_fraction=0.0), rmax=8)
     run = driver.simulate_algorithm(
         "hyperband", config, workers=3, max_trials=30, steps=200, restore_at=range(200)
     )
@@ -261,20 +264,24 @@ def test_nan_results_rank_worst() -> None:
 
 def test_settings(driver: ModuleType) -> None:
     for name in ("asha", "hyperband", "moasha"):
-        assert DEFAULT_SETTINGS[name]["searcher"] == "model"
+        cls = SETTINGS[name]
+        assert cls is not None and cls().searcher == "model"
         objectives = 2 if name == "moasha" else 1
         s = make_scheduler(name, driver.make_config(objectives=objectives))
         assert isinstance(s, ASHAScheduler) and isinstance(s.searcher, ModelSearcher)
         assert math.isclose(s.searcher.random_fraction, 0.1)
-    s = make_scheduler("asha", driver.make_config(settings={"randomFraction": 0.25}))
+    s = make_scheduler("asha", driver.make_config(settings=AshaSettings(random_fraction=0.25)))
     assert isinstance(s, ASHAScheduler) and isinstance(s.searcher, ModelSearcher)
     assert s.searcher.random_fraction == 0.25
-    for bad in (-0.1, 1.5, "x"):
-        with pytest.raises(ValueError, match="randomFraction"):
-            make_scheduler("asha", driver.make_config(settings={"randomFraction": bad}))
+    for bad in (-0.1, 1.5, "x", float("nan")):
+        with pytest.raises(ValueError, match="random_fraction"):
+            make_scheduler("asha", driver.make_config(settings=AshaSettings(random_fraction=bad)))
     with pytest.raises(ValueError, match="searcher"):
-        make_scheduler("hyperband", driver.make_config(settings={"searcher": "grid"}))
-    s = make_scheduler("asha", driver.make_config(settings={"searcher": "random"}))
+        make_scheduler("hyperband", driver.make_config(settings=HyperbandSettings(searcher="grid")))
+    # Another algorithm's settings class is refused, not read for the fields it happens to share.
+    with pytest.raises(ValueError, match="HyperbandSettings"):
+        make_scheduler("hyperband", driver.make_config(settings=AshaSettings()))
+    s = make_scheduler("asha", driver.make_config(settings=AshaSettings(searcher="random")))
     assert isinstance(s, ASHAScheduler) and isinstance(s.searcher, RandomSearcher)
 
 

@@ -16,12 +16,12 @@ import pytest
 from kubetune.algorithms.asha import ASHAScheduler
 from kubetune.algorithms.base import NewTrial, Resume, Scheduler, TrialRecord
 from kubetune.algorithms.multiobjective import rank_order
-from kubetune.algorithms.registry import make_scheduler
+from kubetune.algorithms.registry import make_scheduler, make_settings
 
 CASES: list[tuple[str, dict[str, Any], int]] = [
     ("random", {}, 1),
     ("sobol", {}, 2),
-    ("grid", {"gridPoints": 2}, 1),
+    ("grid", {"grid_points": 2}, 1),
     ("asha", {}, 1),
     ("asha", {"mode": "stopping"}, 1),
     ("asha", {"eta": 2, "searcher": "sobol"}, 1),
@@ -30,9 +30,9 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     ("moasha", {}, 2),
     ("moasha", {"mode": "stopping"}, 3),
     ("pbt", {}, 1),
-    ("pbt", {"populationSize": 5, "quantile": 0.4, "perturbationInterval": 3}, 1),
+    ("pbt", {"population_size": 5, "quantile": 0.4, "perturbation_interval": 3}, 1),
     ("mopbt", {}, 2),
-    ("mopbt", {"populationSize": 6}, 3),
+    ("mopbt", {"population_size": 6}, 3),
 ]
 
 
@@ -41,7 +41,9 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
 def test_restored_scheduler_makes_the_same_decisions(
     driver: ModuleType, name: str, settings: dict[str, Any], objectives: int, seed: int
 ) -> None:
-    config = driver.make_config(objectives=objectives, seed=seed, settings=settings)
+    config = driver.make_config(
+        objectives=objectives, seed=seed, settings=make_settings(name, **settings)
+    )
     rng = np.random.default_rng(1000 + seed)
     workers = int(rng.integers(2, 9))
     plain = driver.simulate_algorithm(name, config, workers=workers, seed=seed, steps=500)
@@ -58,8 +60,10 @@ def test_restored_scheduler_makes_the_same_decisions(
 @pytest.mark.parametrize("name", ["asha", "hyperband", "moasha", "pbt", "mopbt"])
 def test_restore_at_every_step_of_a_small_study(driver: ModuleType, name: str) -> None:
     objectives = 2 if name.startswith("mo") else 1
-    settings: dict[str, Any] = {"populationSize": 4} if "pbt" in name else {"eta": 2}
-    config = driver.make_config(objectives=objectives, settings=settings, rmax=8)
+    values: dict[str, Any] = {"population_size": 4} if "pbt" in name else {"eta": 2}
+    config = driver.make_config(
+        objectives=objectives, settings=make_settings(name, **values), rmax=8
+    )
     run = driver.simulate_algorithm(
         name, config, workers=3, max_trials=20, steps=150, restore_at=range(150)
     )
@@ -86,7 +90,9 @@ def _rung_values(
 def test_promotions_only_from_the_top_and_never_twice(
     driver: ModuleType, name: str, eta: int
 ) -> None:
-    config = driver.make_config(objectives=2 if name == "moasha" else 1, settings={"eta": eta})
+    config = driver.make_config(
+        objectives=2 if name == "moasha" else 1, settings=make_settings(name, eta=eta)
+    )
     promoted: set[tuple[str, int]] = set()
     count = 0
 

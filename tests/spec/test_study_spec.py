@@ -276,15 +276,27 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["grid", "asha", "moasha", "hyperband", "pbt", "mopbt"])
-def test_spec_defaults_are_the_algorithms_defaults(name: str) -> None:
-    from kubetune.algorithms.registry import DEFAULT_SETTINGS
-    from kubetune.operator.spec.algorithms import settings_dict
+def test_spec_settings_are_the_algorithms_own(name: str) -> None:
+    """The parsed block is the algorithm's settings object, handed over unconverted."""
+    from kubetune.algorithms.registry import SETTINGS, make_scheduler
+    from kubetune.operator.spec.algorithms import scheduler_config
 
     doc = copy.deepcopy(VALID)
     doc["spec"]["algorithm"] = {"name": name}
     if name in ("mopbt", "moasha"):
         doc["spec"]["objectives"] = [{"metric": "a"}, {"metric": "b"}]
     spec = parse_study(doc).spec
-    ours = settings_dict(spec)
-    theirs = {k: v for k, v in DEFAULT_SETTINGS[name].items() if v is not None}
-    assert ours == theirs
+    cls = SETTINGS[name]
+    assert cls is not None
+    assert spec.algorithm.settings() == cls()
+    config = scheduler_config(spec)
+    assert type(config.settings) is cls
+    scheduler = make_scheduler(name, config)
+    assert getattr(scheduler, "settings", config.settings) is config.settings
+
+
+def test_spec_settings_block_parsed_typed() -> None:
+    doc = copy.deepcopy(VALID)
+    doc["spec"]["algorithm"] = {"name": "hyperband", "hyperband": {"eta": 2, "randomFraction": 0.3}}
+    settings = parse_study(doc).spec.algorithm.settings()
+    assert (settings.eta, settings.random_fraction, settings.brackets) == (2, 0.3, None)

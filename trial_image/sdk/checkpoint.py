@@ -28,9 +28,9 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -153,20 +153,7 @@ class CheckpointStore:
         if not self.local:
             self.fs.pipe_file(path, data)
             return
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(directory)
+        _replace_local(path, lambda f: f.write(data))
 
     def _rm(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -483,15 +470,24 @@ class CheckpointStore:
 
 def _copy_local(src: str, dst: str) -> None:
     """Copy a local file crash-safely (temp name, fsync, rename) without loading it whole."""
-    directory = os.path.dirname(dst)
+    with open(src, "rb") as fin:
+        _replace_local(dst, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20))
+
+
+def _replace_local(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Give `path` new contents so that readers see the old file or all of the new one.
+
+    A temp file in the same directory is written, fsync'd and renamed over `path`, then the
+    directory is fsync'd: a crash at any point leaves either the old bytes or the new ones."""
+    directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dst)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -36,6 +36,9 @@ class SegmentStatus:
     # Set when the executor refused to start the segment (e.g. "PolicyViolation"): the trial
     # fails with this reason and `log_tail` as the message, not as a crash.
     failure_reason: str = ""
+    # The process reached its stop_at, committed that step's checkpoint and result, and waits
+    # for the decision (continue in place): the step it holds at.
+    held_at: int | None = None
 
 
 class Executor(Protocol):
@@ -47,6 +50,17 @@ class Executor(Protocol):
 
     def stop(self, handle: dict[str, Any]) -> None:
         """Ask the segment to end (SIGTERM: it checkpoints and exits); idempotent."""
+
+    def extend(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
+        """Continue in place: the held process of `handle` runs segment `env` next.
+
+        Returns the handle of the continued segment, or None when this executor (or this
+        process) cannot: the controller then releases it and launches `env` as usual."""
+
+    def release(self, handle: dict[str, Any]) -> None:
+        """A held process is not continued: it exits now (its checkpoint is committed).
+
+        The controller forgets `handle` at once; the executor reaps the process."""
 
     def close(self) -> None:
         """Release executor resources (the controller is exiting)."""

@@ -120,6 +120,9 @@ class Controller:
         self.pending_exploits: dict[str, PendingExploit] = {}
         # Trials holding a worker, kept as an index so a pass costs O(live), not O(history).
         self.live: dict[str, TrialState] = {}
+        # Trials whose process holds at its stop_at waiting for the decision (continue in
+        # place), with the step: their slot goes to the next decision, theirs or another's.
+        self.held: dict[str, int] = {}
         for t in self.state.ordered():
             self._refresh(t)
         self.failed_count = self.state.failed
@@ -191,6 +194,13 @@ class Controller:
         self._observe(t, status)
         if status.status != "running":
             self._segment_ended(t, status)
+        elif (
+            status.held_at is not None
+            and status.held_at == t.segment.stop_at
+            and t.record.phase == "Paused"
+            and not t.stop_requested
+        ):
+            self.held[t.trial_id] = status.held_at  # its slot goes to the next decision
         self._refresh(t)
 
     def _has_runnable(self) -> bool:
@@ -215,8 +225,8 @@ class Controller:
                 continue  # a curve point, not a decision
             if t.record.phase != "Running":
                 continue  # decided already (stopped/paused/failed): later reports don't count
-            if step == seg.stop_at and status.status == "running":
-                continue  # the segment's own end is decided when the process has exited
+            if step == seg.stop_at and status.status == "running" and status.held_at != step:
+                continue  # the segment's own end is decided when the process has exited or holds
             self._feed(t, step, milestones[step], status)
 
     def _feed(
@@ -249,11 +259,17 @@ class Controller:
             t.record.phase = "Paused"
             self.event(t, "Paused", f"at {self.spec.resource.metric}={step}: {summary}")
         if t.record.phase != "Running" and status.status == "running" and t.handle:
-            t.stop_requested = t.record.phase
-            self.executor.stop(t.handle)
+            if status.held_at == step and t.record.phase == "Paused":
+                return  # it holds for the next decision (`_poll` marks it held)
+            if status.held_at == step:
+                self._release_held(t)  # done with it (completed or stopped): it exits
+            else:
+                t.stop_requested = t.record.phase
+                self.executor.stop(t.handle)
 
     def _segment_ended(self, t: TrialState, status: SegmentStatus) -> None:
         t.handle = None
+        self.held.pop(t.trial_id, None)
         self._dirty = True
         self._remember_checkpoint(t)
         if t.record.phase != "Running":
@@ -360,20 +376,85 @@ class Controller:
     # ------------------------------------------------------------------ decide + act
 
     def _fill_slots(self) -> None:
-        if any(t.handle is not None and t.record.phase != "Running" for t in self.active()):
+        try:
+            self._decide()
+        finally:
+            # A hold lasts one pass: a held process the decisions did not continue exits now
+            # (its checkpoint is committed; a later promotion relaunches it from there).
+            for trial_id in list(self.held):
+                self._release_held(self.state.trials[trial_id])
+
+    def _release_held(self, t: TrialState) -> None:
+        """The held process of `t` is not continued: it exits, and the controller is done with
+        it now (the executor reaps it); its segment ended at the step it held at."""
+        self.held.pop(t.trial_id, None)
+        if t.handle is None:
+            return
+        self.executor.release(t.handle)
+        t.handle = None
+        self._dirty = True
+        self._remember_checkpoint(t)
+        self._prune_checkpoints(t)
+        self._refresh(t)
+
+    def _decide(self) -> None:
+        if any(
+            t.handle is not None and t.record.phase != "Running" and t.trial_id not in self.held
+            for t in self.active()
+        ):
             return  # a trial is still exiting: its checkpoint is not final yet, wait for it
         if self.pending_exploits:
             self._retry_exploits()
             if self.pending_exploits:
                 return  # storage is failing: no new decisions until the copies settle
-        while len(self.active()) < self.parallelism:
+        while len(self.active()) - len(self.held) < self.parallelism:
             allow_new = len(self.state.trials) < self.spec.budget.max_trials
             action = self.scheduler.suggest(allow_new)
             if action is None:
                 return
+            if isinstance(action, Resume) and self._continue_in_place(action):
+                continue
+            if isinstance(action, Resume) and action.trial_id in self.held:
+                # Resumed otherwise (an exploit, new params): its own process exits first.
+                self._release_held(self.state.trials[action.trial_id])
+            elif len(self.active()) >= self.parallelism and self.held:
+                # The slot a held process occupies goes to this decision: the process exits.
+                self._release_held(self.state.trials[min(self.held)])
             self._apply(action)
             if self.pending_exploits:
                 return
+
+    def _continue_in_place(self, action: Resume) -> bool:
+        """The trial of `action` holds at exactly the step the decision resumes it from, with
+        its own weights and params: its process trains on (no exit, start-up or restore)."""
+        step = self.held.get(action.trial_id)
+        ref = action.restore_from
+        if step is None or ref is None or ref.trial_id != action.trial_id:
+            return False
+        t = self.state.trials[action.trial_id]
+        if ref.resource != step or action.params != t.record.params or t.handle is None:
+            return False
+        held_handle = t.handle
+        # Recorded first, with the checkpoint at `step` as the restore point: if the process
+        # dies from here on, the next launch of this segment restores exactly there.
+        self._record_resume(t, action, self._own_restore_url(t, ref))
+        handle = self.executor.extend(held_handle, self._env_for(t))
+        del self.held[t.trial_id]
+        if handle is None:  # this executor or process cannot: end it, launch as usual
+            self.executor.release(held_handle)
+            t.handle = None  # _launch_pending starts the segment
+            self._refresh(t)
+            self.event(t, "ContinueRefused", "the held process cannot continue; relaunching")
+            return True
+        t.handle = handle
+        t.restored[t.segment_index] = step
+        self._dirty = True
+        self.event(
+            t,
+            f"{action.reason.capitalize()}",
+            f"to {self.spec.resource.metric}={action.stop_at}, continuing in place at {step}",
+        )
+        return True
 
     def _apply(self, action: NewTrial | Resume) -> None:
         self._dirty = True
@@ -534,30 +615,35 @@ class Controller:
         for t in self.active():
             if t.handle is not None or t.record.phase != "Running":
                 continue
-            seg = t.segment
-            env = TrialEnv(
-                study=self.study.name,
-                trial_id=t.trial_id,
-                segment=t.segment_index,
-                params=dict(seg.params),
-                stop_at=seg.stop_at,
-                resource_metric=self.spec.resource.metric,
-                milestones=self._milestones_for(seg),
-                objectives=list(self.objectives),
-                checkpoint_url=self.checkpoints(t.trial_id).url,
-                restore_from=t.restore_url,
-                keep=self.spec.checkpoint.keep,
-                pinned=self._pinned_for(seg),
-                pushgateway_url=self.spec.metrics.pushgateway_url or "",
-                s3_endpoint_url=self.layout.s3_endpoint_url,
-                run=self.run_id,
-            )
             t.restored[t.segment_index] = _checkpoint_step(t.restore_url)
-            t.handle = self.executor.launch(env)
+            t.handle = self.executor.launch(self._env_for(t))
             launched = True
         if launched:
             self._dirty = True
             self._save()
+
+    def _env_for(self, t: TrialState) -> TrialEnv:
+        """The environment of the trial's current segment (a launch, or a continuation)."""
+        seg = t.segment
+        runtime = self.spec.runtime
+        return TrialEnv(
+            study=self.study.name,
+            trial_id=t.trial_id,
+            segment=t.segment_index,
+            params=dict(seg.params),
+            stop_at=seg.stop_at,
+            resource_metric=self.spec.resource.metric,
+            milestones=self._milestones_for(seg),
+            objectives=list(self.objectives),
+            checkpoint_url=self.checkpoints(t.trial_id).url,
+            restore_from=t.restore_url,
+            keep=self.spec.checkpoint.keep,
+            pinned=self._pinned_for(seg),
+            pushgateway_url=self.spec.metrics.pushgateway_url or "",
+            s3_endpoint_url=self.layout.s3_endpoint_url,
+            run=self.run_id,
+            hold_seconds=runtime.hold_seconds if runtime.continue_in_place else 0.0,
+        )
 
     def _pinned_for(self, seg: Segment) -> list[int]:
         """Checkpoints the trial must keep while this segment runs: where it started (a PBT

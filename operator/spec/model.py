@@ -237,6 +237,28 @@ class MetricsSpec:
 
 
 @dataclass(kw_only=True)
+class RuntimeSpec:
+    """How run segments use their processes."""
+
+    continue_in_place: bool = spec_field(
+        "At a decision point (a rung, a PBT interval, stop_at) a trial process that has reported "
+        "the step and committed its checkpoint waits for the decision; if the trial goes on "
+        "with its own weights (an ASHA promotion at once, a PBT member that keeps its "
+        "weights), the same process trains on: no exit, no start-up, no restore. Needs the "
+        "SDK's `trial.steps()` loop; other scripts exit at stop_at as before. `kubetune run` "
+        "and the simulator; the operator's Jobs do not hold yet.",
+        default=True,
+    )
+    hold_seconds: float = spec_field(
+        "Longest a holding process waits for the decision before it exits (it loses nothing: "
+        "the next segment restores the checkpoint it committed).",
+        default=60.0,
+        minimum=1,
+        maximum=3600,
+    )
+
+
+@dataclass(kw_only=True)
 class StudySpec:
     """What to tune, how, with which budget, and how to run one trial."""
 
@@ -259,6 +281,7 @@ class StudySpec:
             ("algorithm", True),
             ("checkpoint", False),
             ("metrics", False),
+            ("runtime", False),
         )
     )
 
@@ -292,6 +315,9 @@ class StudySpec:
     budget: BudgetSpec = spec_field("Budget.", default_factory=BudgetSpec)
     checkpoint: CheckpointSpec = spec_field("Checkpoint storage.", default_factory=CheckpointSpec)
     metrics: MetricsSpec = spec_field("Metrics source.", default_factory=MetricsSpec)
+    runtime: RuntimeSpec = spec_field(
+        "How segments use their processes.", default_factory=RuntimeSpec
+    )
 
 
 @dataclass(kw_only=True)
@@ -339,6 +365,7 @@ __all__ = [
     "ParameterSpec",
     "PbtSettings",
     "ResourceSpec",
+    "RuntimeSpec",
     "Study",
     "StudySpec",
 ]

@@ -330,3 +330,31 @@ def test_bad_study_is_rejected(tmp_path: Path, capsys: Any) -> None:
     path.write_text(json.dumps(doc))
     assert cli(path, tmp_path / "out") == 1
     assert "not a moving-lr metric" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algorithm", [ASHA, PBT], ids=["asha", "pbt"])
+def test_continue_in_place_pays_start_up_once_per_process(algorithm: dict[str, Any]) -> None:
+    """With the default costs, a decision to go on costs no start-up or restore in place."""
+    runs = {}
+    for in_place in (False, True):
+        s = study(algorithm, 40)
+        s.spec.runtime.continue_in_place = in_place
+        r = simulate(s, MovingLR(), workers=4, seed=5, costs=SimCosts())
+        assert r.state.phase == "Completed" and r.state.failed == 0
+        runs[in_place] = r
+    off, on = runs[False].executor, runs[True].executor
+    assert off.counts["continued"] == 0 and on.counts["continued"] > 0
+    started = {
+        k: x.executor.counts["segments"] - x.executor.counts["continued"] for k, x in runs.items()
+    }
+    assert started[True] < started[False]
+    lost_off = off.acct["startup"] + off.acct["restore"]
+    lost_on = on.acct["startup"] + on.acct["restore"]
+    assert lost_on < lost_off
+    # A start-up per process, not per segment.
+    assert on.acct["startup"] == pytest.approx(started[True] * SimCosts().startup)
+    # Every continued segment is recorded as restoring from its own checkpoint at its start.
+    for t in runs[True].state.ordered():
+        for k, seg in enumerate(t.record.segments[1:], start=1):
+            if seg.restore_from is not None and seg.restore_from.trial_id == t.trial_id:
+                assert t.restored[k] == seg.start

@@ -50,6 +50,11 @@ class TrialEnv:
     # The run's identity (the Study's UID in a cluster, a run id locally): a label on every
     # series the trial publishes, so a re-created Study never mistakes old series for its own.
     run: str = ""
+    # Continue in place (see `kubetune.trial.control`): where the process says it holds at
+    # stop_at and reads the controller's decision, and how long it waits for one (0: never
+    # holds, the segment's process exits at stop_at).
+    control_dir: str = ""
+    hold_seconds: float = 0.0
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -70,6 +75,8 @@ class TrialEnv:
             PREFIX + "PUSHGATEWAY_URL": self.pushgateway_url,
             PREFIX + "S3_ENDPOINT_URL": self.s3_endpoint_url,
             PREFIX + "RUN": self.run,
+            PREFIX + "CONTROL_DIR": self.control_dir,
+            PREFIX + "HOLD_SECONDS": str(self.hold_seconds),
         }
 
     @classmethod
@@ -107,4 +114,6 @@ class TrialEnv:
             pushgateway_url=get("PUSHGATEWAY_URL"),
             s3_endpoint_url=get("S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL", ""),
             run=get("RUN"),
+            control_dir=get("CONTROL_DIR"),
+            hold_seconds=float(get("HOLD_SECONDS", "0") or 0),
         )

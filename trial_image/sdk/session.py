@@ -6,20 +6,19 @@ A training script uses it like this::
 
     trial = kt.init()
     state, start = trial.restore()
-    for step in range(start + 1, trial.stop_at + 1):
+    for step in trial.steps(start):
         ...  # train one epoch
         trial.report(step, val_loss=loss, val_acc=acc)
         trial.save(state, step)
-        if trial.should_stop(step):
-            break
     trial.finish()
 
 Preemption: Kubernetes sends SIGTERM and waits ``terminationGracePeriodSeconds`` before SIGKILL.
-The handler only sets a flag; the script notices it through ``should_stop()`` at the end of the
-epoch, saves and calls ``finish()``, which exits with ``EXIT_PREEMPTED`` so the controller resumes
-the trial instead of counting a failure. One epoch (plus one save) must therefore fit in the grace
-period; with longer epochs, check ``trial.preempted`` inside the epoch and save early. If the pod
-is killed anyway, the last committed checkpoint is used: at most the work since it is lost.
+The handler only sets a flag; the script notices it through ``steps()`` (or ``should_stop()``) at
+the end of the epoch, saves and calls ``finish()``, which exits with ``EXIT_PREEMPTED`` so the
+controller resumes the trial instead of counting a failure. One epoch (plus one save) must
+therefore fit in the grace period; with longer epochs, check ``trial.preempted`` inside the epoch
+and save early. If the pod is killed anyway, the last committed checkpoint is used: at most the
+work since it is lost.
 """
 
 from __future__ import annotations
@@ -34,12 +33,13 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, start_http_server
 
+from . import control
 from .checkpoint import CheckpointError, CheckpointInfo, CheckpointStore
 from .env import EXIT_BAD_REPORT, EXIT_PREEMPTED, EXIT_SEGMENT_DONE, TrialEnv
 
@@ -116,6 +116,7 @@ class Trial:
         self._results: dict[int, dict[str, float]] | None = None
         self._last_step = 0
         self._push_failed = False
+        self._in_steps = False  # a steps() loop is running (see should_stop)
         self.last_checkpoint: CheckpointInfo | None = None
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -328,10 +329,72 @@ class Trial:
             log.warning("checkpoint gc failed (ignored): %s", e)
         return info
 
+    def steps(self, start: int) -> Iterator[int]:
+        """The steps to train after ``start`` (what :meth:`restore` returned), up to ``stop_at``.
+
+        Train, report and save one step per iteration::
+
+            for epoch in trial.steps(start):
+                ...train...
+                trial.report(epoch, loss=...)
+                trial.save(state, epoch)
+            trial.finish()
+
+        The loop ends at ``stop_at`` or on SIGTERM. Reaching ``stop_at`` with that step's
+        result reported and its checkpoint saved, the process may *continue in place*: when the
+        controller enables it (``KUBETUNE_HOLD_SECONDS`` > 0) the loop holds, and if the decision
+        is to go on (an ASHA promotion at once, a PBT member that keeps its weights) it yields
+        the next steps to the new ``stop_at`` in the same process, with no exit and no restore.
+        A script that loops over ``range(start + 1, trial.stop_at + 1)`` never holds.
+        """
+        step = int(start)
+        self._in_steps = True
+        try:
+            while not self.preempted:
+                if step >= self.stop_at and not self._hold(step):
+                    return
+                step += 1
+                yield step
+        finally:
+            self._in_steps = False
+
+    def _hold(self, step: int) -> bool:
+        """At ``stop_at``: wait for the controller's decision; True if it says continue."""
+        env = self.env
+        if not env.control_dir or env.hold_seconds <= 0 or step != self.stop_at:
+            return False
+        if step not in self.results():
+            return False  # the controller cannot decide without this step's result
+        if self.store is not None and (
+            self.last_checkpoint is None or self.last_checkpoint.resource != step
+        ):
+            return False  # a crash after continuing must resume from this step's checkpoint
+        control.announce_hold(env.control_dir, env.segment, step)
+        decision = control.wait_decision(
+            env.control_dir, env.segment, env.hold_seconds, self._preempted
+        )
+        if decision is None or decision.get("action") != "continue":
+            return False
+        merged = {**env.to_env(), **{k: str(v) for k, v in decision["env"].items()}}
+        nxt = TrialEnv.from_env(merged)
+        self.env = nxt
+        self.params = dict(nxt.params)
+        self.stop_at = nxt.stop_at
+        self.milestones = frozenset(nxt.milestones)
+        self._g_segment.labels(**self._labels).set(nxt.segment)
+        log.info("continued in place: segment %d, step %d -> %d", nxt.segment, step, nxt.stop_at)
+        return True
+
     def should_stop(self, step: int | None = None) -> bool:
-        """True when ``step`` reached ``stop_at`` or SIGTERM was received."""
+        """True when ``step`` reached ``stop_at`` or SIGTERM was received.
+
+        Inside a :meth:`steps` loop only SIGTERM counts: the loop itself ends at ``stop_at``
+        (or continues in place), so a habitual ``if trial.should_stop(epoch): break`` in it
+        does not cut a continuation short."""
         if self.preempted:
             return True
+        if self._in_steps:
+            return False
         s = self._last_step if step is None else int(step)
         return s >= self.stop_at
 

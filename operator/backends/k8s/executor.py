@@ -324,6 +324,12 @@ class K8sExecutor:
         if h["state"] in ("launched", "pausing"):
             self._delete_job(h)
 
+    def extend(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
+        return None  # Jobs do not hold at stop_at yet (no control channel into the pod)
+
+    def release(self, handle: dict[str, Any]) -> None:
+        pass  # never held
+
     def _delete_job(self, h: dict[str, Any]) -> None:
         # Foreground: the Job object stays until its pod has terminated (SIGTERM, grace period,
         # checkpoint), so "Job gone" means "the segment's checkpoint is final".

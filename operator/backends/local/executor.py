@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.operator.controller.executor import SegmentStatus
+from kubetune.trial import control
 from kubetune.trial.env import (
     EXIT_CANNOT_EXECUTE,
     EXIT_COMMAND_NOT_FOUND,
@@ -85,6 +86,8 @@ class LocalExecutor:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         # Process groups whose leader (the trial) has exited: pgid -> when to SIGKILL the rest.
         self.leftovers: dict[int, float] = {}
+        # Held processes released by the controller, which no longer polls them: reaped here.
+        self.released: set[int] = set()
 
     def _resolve(self, argv: list[str]) -> list[str]:
         # `python` in a Study means "the Python this controller runs on" locally, so that the
@@ -100,6 +103,10 @@ class LocalExecutor:
         port_file.unlink(missing_ok=True)
         env.metrics_port = 0
         env.metrics_port_file = str(port_file)
+        control_dir = self.run_dir / "control" / name
+        if env.hold_seconds > 0:
+            control_dir.mkdir(parents=True, exist_ok=True)
+            env.control_dir = str(control_dir)
         environ = {**os.environ, **self.static_env, **env.to_env()}
         environ.setdefault("PYTHONUNBUFFERED", "1")
         handle: dict[str, Any] = {
@@ -109,6 +116,10 @@ class LocalExecutor:
             "log": str(log),
             "portFile": str(port_file),
             "started": time.time(),
+            # Continue in place: the channel of this process, and the segment it runs now
+            # (later than `segment`, the one it was launched for, once continued).
+            "control": env.control_dir,
+            "current": env.segment,
         }
         argv = self._resolve(self.command)
         with open(log, "ab") as out:
@@ -170,13 +181,17 @@ class LocalExecutor:
         if proc is None:
             # Adopted from a previous controller: no exit code to read, only liveness.
             if self._is_ours(handle):
-                return SegmentStatus("running", metrics_url=url)
+                return SegmentStatus("running", metrics_url=url, held_at=self._held(handle))
             return SegmentStatus("lost", log_tail=tail(handle["log"]), metrics_url=url)
         code = proc.poll()
         if code is None:
-            return SegmentStatus("running", metrics_url=url)
+            return SegmentStatus("running", metrics_url=url, held_at=self._held(handle))
         del self.children[pid]
         self._end_group(pid)
+        if self._continued_unread(handle):
+            # It gave up holding just as it was continued: it never ran the continued segment,
+            # which is launched again from the checkpoint it held at.
+            return SegmentStatus("lost", log_tail=tail(handle["log"]), metrics_url=url)
         preempted = code == EXIT_PREEMPTED or (code < 0 and -code in PLATFORM_SIGNALS)
         return SegmentStatus(
             "exited",
@@ -185,6 +200,49 @@ class LocalExecutor:
             log_tail=tail(handle["log"]),
             metrics_url=url,
         )
+
+    def _held(self, handle: dict[str, Any]) -> int | None:
+        if not handle.get("control"):
+            return None
+        return control.held_step(handle["control"], int(handle.get("current", handle["segment"])))
+
+    def _continued_unread(self, handle: dict[str, Any]) -> bool:
+        """The process expired its hold of the segment before the one it was continued to."""
+        current = int(handle.get("current", handle["segment"]))
+        previous = handle.get("previous")
+        return (
+            bool(handle.get("control"))
+            and previous is not None
+            and current != int(handle["segment"])
+            and control.expired(handle["control"], int(previous))
+        )
+
+    def extend(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
+        """Write the `continue` decision for the held process (see `kubetune.trial.control`)."""
+        if not handle.get("control") or "launchError" in handle:
+            return None
+        current = int(handle.get("current", handle["segment"]))
+        if control.held_step(handle["control"], current) is None:
+            return None  # not holding (any more): launch the segment as usual
+        changes = {
+            k: v
+            for k, v in env.to_env().items()
+            if k.removeprefix("KUBETUNE_")
+            in ("SEGMENT", "STOP_AT", "MILESTONES", "CHECKPOINT_PINNED", "RESTORE_FROM", "PARAMS")
+        }
+        control.decide(handle["control"], current, {"action": "continue", "env": changes})
+        with open(handle["log"], "ab") as out:
+            note = f"--- kubetune: segment {env.segment} of {env.trial_id} continues in place\n"
+            out.write(note.encode())
+        return {**handle, "current": env.segment, "previous": current}
+
+    def release(self, handle: dict[str, Any]) -> None:
+        if handle.get("control"):
+            current = int(handle.get("current", handle["segment"]))
+            control.decide(handle["control"], current, {"action": "exit"})
+        pid = int(handle.get("pid") or 0)
+        if pid in self.children:
+            self.released.add(pid)  # reaped by `_sweep`: the controller no longer polls it
 
     def stop(self, handle: dict[str, Any]) -> None:
         # SIGTERM to the trial's own process only, as Kubernetes does to a container's: its
@@ -212,7 +270,14 @@ class LocalExecutor:
         self.leftovers[pgid] = time.monotonic() + LEFTOVER_GRACE_S
 
     def _sweep(self, wait: bool = False) -> None:
-        """SIGKILL leftover groups past their grace (with `wait`, wait for every grace to end)."""
+        """Reap released processes; SIGKILL leftover groups past their grace (with `wait`,
+        wait for every grace to end)."""
+        for pid in list(self.released):
+            proc = self.children.get(pid)
+            if proc is None or proc.poll() is not None:
+                self.released.discard(pid)
+                if self.children.pop(pid, None) is not None:
+                    self._end_group(pid)
         for pgid, deadline in list(self.leftovers.items()):
             while True:
                 try:

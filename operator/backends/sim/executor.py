@@ -63,7 +63,7 @@ from kubetune.trial.checkpoint import CheckpointStore, parse_checkpoint_name
 from kubetune.trial.env import TrialEnv
 
 EXIT_SIGTERM = 143
-LOST_KINDS = ("startup", "restore", "save", "preempted", "stopLatency")
+LOST_KINDS = ("startup", "restore", "save", "preempted", "stopLatency", "hold")
 
 
 @dataclass
@@ -112,6 +112,11 @@ class _Segment:
     last_commit: float = math.nan  # time of the last committed checkpoint (nan: none yet)
     results: dict[int, dict[str, float]] = field(default_factory=dict)
     status: SegmentStatus | None = None  # set once it has ended
+    # Continue in place: the step the process holds at (its checkpoint committed), the
+    # benchmark state there, and since when it holds its worker waiting for the decision.
+    held_at: int | None = None
+    held_state: State | None = None
+    held_since: float = math.nan
 
     @property
     def trial(self) -> str:
@@ -209,7 +214,13 @@ class SimulatedExecutor:
         self.busy_integral = 0.0
         self.last_time = 0.0
         self.acct = {"busy": 0.0, "useful": 0.0, **{k: 0.0 for k in LOST_KINDS}}
-        self.counts = {"segments": 0, "preemptions": 0, "checkpoints": 0, "results": 0}
+        self.counts = {
+            "segments": 0,
+            "continued": 0,
+            "preemptions": 0,
+            "checkpoints": 0,
+            "results": 0,
+        }
         self.events_processed = 0
         # (virtual seconds, GPU-seconds busy so far, trial, metrics) of every result at the
         # target resource: the incumbent trajectory.
@@ -243,11 +254,52 @@ class SimulatedExecutor:
         if seg.status is not None:
             del self.segments[seg.sid]
             return seg.status
-        return SegmentStatus("running")
+        return SegmentStatus("running", held_at=seg.held_at)
+
+    def extend(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
+        """The held segment's worker trains on from the held state: no start-up, no restore."""
+        seg = self.segments.get(int(handle["sim"]))
+        if seg is None or seg.status is not None or seg.held_at is None:
+            return None
+        assert seg.held_state is not None
+        self._end_hold(seg)
+        seg.gen += 1
+        del self.segments[seg.sid]
+        self._integrate(self.now)
+        self.running -= 1  # _start counts the worker again
+        sid = self.next_sid
+        self.next_sid += 1
+        origin = _Origin(seg.held_at, seg.held_state, False)
+        nxt = _Segment(sid=sid, env=env, origin=origin, launched=self.now)
+        self.segments[sid] = nxt
+        self.results_of[env.trial_id] = (env.segment, nxt.results)
+        self.counts["segments"] += 1
+        self.counts["continued"] += 1
+        self._start(nxt, seg.worker, startup=False)
+        return {"sim": sid, "trial": env.trial_id, "segment": env.segment}
+
+    def release(self, handle: dict[str, Any]) -> None:
+        seg = self.segments.get(int(handle["sim"]))
+        if seg is None or seg.status is not None or seg.held_at is None:
+            return
+        self._end_hold(seg)
+        self._exit(seg)
+        del self.segments[seg.sid]  # the controller forgot the handle: nobody polls it
+
+    def _end_hold(self, seg: _Segment) -> None:
+        held = self.now - seg.held_since
+        self.acct["busy"] += held
+        self.acct["hold"] += held
 
     def stop(self, handle: dict[str, Any]) -> None:
         seg = self.segments.get(int(handle["sim"]))
         if seg is None or seg.status is not None:
+            return
+        if seg.held_at is not None:  # SIGTERM while holding: it exits at once
+            self._end_hold(seg)
+            seg.status = SegmentStatus("exited", exit_code=EXIT_SIGTERM)
+            self._changed.add(seg.trial)
+            self._release(seg)
             return
         if seg.worker < 0:
             self.queue.remove(seg.sid)
@@ -305,6 +357,9 @@ class SimulatedExecutor:
                 processed = True
                 if kind == "preempt":
                     self._preempt(seg, t)
+                elif kind == "expire":  # no decision within hold_seconds: the process exits
+                    self._end_hold(seg)
+                    self._exit(seg)
                 else:
                     self._event(seg)
             self._integrate(until)
@@ -334,15 +389,16 @@ class SimulatedExecutor:
         start = pos[1] if pos is not None else int(state["epoch"])
         return _Origin(start, self.bench.restore(state, env.params), True)
 
-    def _start(self, seg: _Segment, worker: int) -> None:
+    def _start(self, seg: _Segment, worker: int, startup: bool = True) -> None:
         env, origin, costs = seg.env, seg.origin, self.costs
         self._integrate(self.now)
         seg.worker = worker
         seg.started = self.now
         self.running += 1
         t = self.now
-        seg.phases.append(("startup", t, t + costs.startup))
-        t += costs.startup
+        if startup:
+            seg.phases.append(("startup", t, t + costs.startup))
+            t += costs.startup
         if origin.restore:
             seg.phases.append(("restore", t, t + costs.restore))
             t += costs.restore
@@ -394,9 +450,27 @@ class SimulatedExecutor:
             self._push(seg.events[seg.next_event].time, seg, "event")
             return
         self._account(seg, ev.time, kept_until=ev.time)
+        if (
+            env.hold_seconds > 0
+            and ev.epoch == env.stop_at
+            and ev.metrics is not None
+            and ev.state is not None
+        ):
+            # Continue in place: the process holds its worker until the controller decides
+            # (the same instant with a zero reconcile interval, else the next tick).
+            seg.held_at, seg.held_state, seg.held_since = ev.epoch, ev.state, ev.time
+            seg.phases = []
+            seg.gen += 1  # a preemption planned past the segment's end no longer applies
+            self._push(ev.time + env.hold_seconds, seg, "expire")
+            self._changed.add(seg.trial)
+            return
+        self._exit(seg)
+
+    def _exit(self, seg: _Segment) -> None:
+        """The segment's process exits 0 (its last checkpoint and result are committed)."""
         seg.status = SegmentStatus("exited", exit_code=0)
         self._changed.add(seg.trial)
-        self.origins.pop((seg.trial, env.segment), None)
+        self.origins.pop((seg.trial, seg.env.segment), None)
         self._release(seg)
 
     def _preempt(self, seg: _Segment, t: float) -> None:

@@ -132,7 +132,9 @@ def main() -> None:
     apply_hyperparameters(opt, p)
     batch = int(p.get("batch_size", 64))
 
-    for epoch in range(start + 1, trial.stop_at + 1):
+    # trial.steps() ends at stop_at or on SIGTERM, and may go on in this process when the
+    # controller continues the trial in place (e.g. an ASHA promotion at once).
+    for epoch in trial.steps(start):
         if crash_at and epoch == crash_at:
             raise RuntimeError(f"KUBETUNE_EXAMPLE_CRASH_AT={crash_at}: crashing as asked")
         model.train()
@@ -171,8 +173,6 @@ def main() -> None:
             epoch,
         )
         print(f"epoch {epoch} val_loss={val_loss:.4f} val_acc={val_acc:.4f}", flush=True)
-        if trial.should_stop(epoch):
-            break
     trial.finish()
 
 

@@ -1,0 +1,114 @@
+"""What the runtime's costs take from ASHA's lead, and what continuing in place gives back.
+
+    .venv/bin/python benchmarks/sim_runtime_costs.py                  # 4 tasks x 10 seeds
+    .venv/bin/python benchmarks/sim_runtime_costs.py --seeds 20       # the full run
+
+ASHA with the model searcher (eta 3, 8 simulated GPUs) on the lcbench surrogate, the problem of
+`model_vs_random.py` (tasks 167168, 3945, 189906, 126026; val_accuracy; epochs 1..52, epoch
+times x20; equal simulated wall-clock budget, default 4 h, more trials than any run finishes),
+through the real controller, three ways:
+- zero costs: start-up, restore and save are free (what an algorithm-only benchmark assumes);
+- default costs, exit at every decision: `kubetune simulate`'s default costs (60 s start-up per
+  process, 10 s restore, 5 s save every epoch), every segment a new process: the runtime
+  before continue in place (`spec.runtime.continueInPlace: false`);
+- default costs, continue in place (the default now): a trial promoted at once trains on in its
+  process; start-up and restore are paid only by segments that really start one.
+Regret = reference - incumbent at the budget (accuracy points; reference: best of 20,000
+sampled configurations). Printed per task: median regret [q25, q75], its ratio to the zero-cost
+median, the useful fraction of busy GPU time (training whose result is kept), and processes
+started per trial; then the geometric mean of the ratios over the tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sim_common import fmt, lcbench_reference, make_study, quantiles, step_value
+
+from kubetune.operator.backends.sim.benchmarks import LCBench
+from kubetune.operator.backends.sim.driver import simulate
+from kubetune.operator.backends.sim.executor import SimCosts
+
+TASKS = ("167168", "3945", "189906", "126026")
+WORKERS = 8
+TRIALS = 700
+MODES: dict[str, tuple[SimCosts, bool]] = {
+    "zero costs": (SimCosts(startup=0.0, restore=0.0, save=0.0), True),
+    "default costs, exit at every decision": (SimCosts(), False),
+    "default costs, continue in place": (SimCosts(), True),
+}
+
+
+def run(task: str, seed: int, costs: SimCosts, in_place: bool, hours: float) -> dict[str, float]:
+    bench = LCBench(task, time_scale=20.0)
+    study = make_study(
+        "costs",
+        bench,
+        {"name": "asha", "seed": seed, "asha": {"eta": 3, "searcher": "model"}},
+        TRIALS,
+        WORKERS,
+        ("val_accuracy", "maximize"),
+        52,
+    )
+    study.spec.runtime.continue_in_place = in_place
+    r = simulate(study, bench, workers=WORKERS, seed=seed, costs=costs)
+    curve = [(t / 3600.0, v) for t, _, v in r.incumbent("val_accuracy", "maximize")]
+    acct = r.executor.accounting()
+    counts = r.executor.counts
+    return {
+        "best": step_value(curve, hours),
+        "useful": acct["useful"] / acct["busy"] if acct["busy"] else math.nan,
+        "processes": (counts["segments"] - counts["continued"]) / max(1, len(r.state.trials)),
+        "hours": r.virtual_seconds / 3600.0,
+    }
+
+
+def geomean(values: list[float]) -> float:
+    finite = [v for v in values if v > 0 and math.isfinite(v)]
+    return math.exp(sum(math.log(v) for v in finite) / len(finite)) if finite else math.nan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=300)
+    parser.add_argument("--hours", type=float, default=4.0, help="simulated wall-clock budget")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    args = parser.parse_args(argv)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(
+        f"ASHA+model, eta 3, {WORKERS} GPUs, {args.hours:g} simulated hours, lcbench tasks "
+        f"{', '.join(args.tasks)}, seeds {seeds.start}..{seeds.stop - 1}"
+    )
+    ratios: dict[str, list[float]] = {m: [] for m in MODES}
+    for task in args.tasks:
+        reference = lcbench_reference(LCBench(task, time_scale=20.0), "val_accuracy")
+        zero = math.nan
+        for mode, (costs, in_place) in MODES.items():
+            runs = [run(task, s, costs, in_place, args.hours) for s in seeds]
+            short = sum(r["hours"] < args.hours for r in runs)
+            regrets = [reference - r["best"] if r["best"] == r["best"] else math.inf for r in runs]
+            median = statistics.median(regrets)
+            zero = median if mode == "zero costs" else zero
+            ratio = median / zero if zero > 0 else math.nan
+            ratios[mode].append(ratio)
+            print(
+                f"  {task:>6} {mode:<38} regret {fmt(quantiles(regrets))} ({ratio:4.2f}x zero)  "
+                f"useful GPU {statistics.median(r['useful'] for r in runs):.3f}  "
+                f"processes/trial {statistics.median(r['processes'] for r in runs):.2f}"
+                + (f"  ({short} runs ended before the budget)" if short else "")
+            )
+    print("geometric mean over tasks of median regret / zero-cost median regret:")
+    for mode, values in ratios.items():
+        print(f"  {mode:<38} {geomean(values):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

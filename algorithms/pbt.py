@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -123,6 +123,9 @@ class _Member:
     score: Any = None  # ranking value of its latest result in this lineage; None: unranked
     stop_at: int = 0
     decisions: int = 1  # segments decided by the scheduler so far (NewTrial counts)
+    # Ranking value at every step it reported (its results as the controller records them:
+    # an exploit drops those past the donor's step, which belonged to the abandoned lineage).
+    history: dict[int, Any] = field(default_factory=dict)
 
 
 class PopulationBasedTraining(Scheduler):
@@ -147,6 +150,8 @@ class PopulationBasedTraining(Scheduler):
         self.quantile = float(s.quantile)
         self.resample_probability = float(s.resample_probability)
         self.factors = [float(f) for f in s.perturb_factors]
+        self.rank_by = s.ranking
+        self.burn_in = s.burn_in
         self.boundaries = pbt_boundaries(r.min, r.max, self.interval)
         self.searcher = RandomSearcher(config.space, config.seed)
         self._members: dict[str, _Member] = {}
@@ -171,6 +176,7 @@ class PopulationBasedTraining(Scheduler):
             m.state = _PHASE_STATE[rec.phase]
             segs = decision_segments(rec.segments) or rec.segments
             m.decisions = max(len(segs), 1)
+            m.history = {step: self._score(v) for step, v in rec.results.items()}
             last = segs[-1] if segs else None
             if last is not None:
                 m.stop_at = last.stop_at
@@ -207,6 +213,7 @@ class PopulationBasedTraining(Scheduler):
             return {PAUSED: Decision.PAUSE}.get(m.state, Decision.CONTINUE)
         m.position = resource
         m.score = self._score(metrics)
+        m.history[resource] = m.score
         if resource >= self.config.resource.max:
             m.state = DONE
             return Decision.CONTINUE
@@ -247,9 +254,18 @@ class PopulationBasedTraining(Scheduler):
             if m.score is not None and m.state != OUT
         ]
 
-    def quantiles(self) -> tuple[list[_Member], list[_Member]]:
-        """(top, bottom) quantiles of the current ranking."""
-        order = self._order(self._ranked())
+    def _cohort(self, step: int) -> list[_Member]:
+        """The members that reported at `step`, each ranked by its value there."""
+        return [
+            replace(m, score=m.history[step])
+            for m in sorted(self._members.values(), key=lambda m: m.index)
+            if step in m.history and m.state != OUT
+        ]
+
+    def quantiles(self, at: int | None = None) -> tuple[list[_Member], list[_Member]]:
+        """(top, bottom) quantiles of the current ranking, or of the ranking at step `at`
+        (stand-ins carrying their value at `at`; look members up by `trial_id`)."""
+        order = self._order(self._ranked() if at is None else self._cohort(at))
         n = len(order)
         q = min(n // 2, math.ceil(self.quantile * n))
         if q == 0:
@@ -262,12 +278,18 @@ class PopulationBasedTraining(Scheduler):
         ]
 
     def _decide(self, m: _Member) -> Resume:
-        top, bottom = self.quantiles()
-        donors = [d for d in top if d.position < self.config.resource.max and d is not m]
+        at = m.position if self.rank_by == "sameStep" else None
+        top, bottom = self.quantiles(at)
+        donors = [
+            d
+            for d in (self._members[x.trial_id] for x in top)
+            if d.position < self.config.resource.max and d is not m
+        ]
         rng = rng_for(self.config.seed, SALT_PBT, m.index, m.position, m.decisions)
         m.decisions += 1
         m.state = ACTIVE
-        if any(b is m for b in bottom) and donors:
+        bottom_ids = {b.trial_id for b in bottom}
+        if m.trial_id in bottom_ids and donors and m.position >= self.burn_in:
             donor = donors[int(rng.integers(len(donors)))]
             params = explore(
                 self.config.space, donor.params, rng, self.resample_probability, self.factors
@@ -275,6 +297,8 @@ class PopulationBasedTraining(Scheduler):
             m.params = dict(params)
             m.position = donor.position
             m.score = None
+            # The controller keeps the recipient's results up to the donor's step only.
+            m.history = {k: v for k, v in m.history.items() if k <= donor.position}
             m.stop_at = self._next_boundary(donor.position)
             return Resume(
                 trial_id=m.trial_id,

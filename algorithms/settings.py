@@ -140,6 +140,20 @@ class PbtSettings:
         exclusive_minimum=True,
         min_items=1,
     )
+    ranking: str = setting(
+        "Whom a member is compared with when it decides at a boundary: sameStep ranks it "
+        "against every member's result at that same step (like with like, whatever the "
+        "members' progress since); latest ranks all members by their latest results, so a "
+        "member that decides late is judged against members trained for longer.",
+        default="sameStep",
+        enum=("sameStep", "latest"),
+    )
+    burn_in: int = setting(
+        "No exploit before this resource (members only continue their own weights until "
+        "then): early results rank configurations poorly.",
+        default=0,
+        minimum=0,
+    )
 
 
 def _is_number(value: Any) -> bool:

@@ -61,6 +61,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="resource units between periodic checkpoints (0: at milestones only)",
     )
     p.add_argument(
+        "--snapshot",
+        type=float,
+        default=1.0,
+        help="seconds a periodic checkpoint stops training for (its upload, --save seconds, "
+        "overlaps the next steps; decision points wait for the full save)",
+    )
+    p.add_argument(
+        "--foreground-saves",
+        action="store_true",
+        help="every checkpoint stops training for the whole save (no background upload)",
+    )
+    p.add_argument(
         "--reconcile-interval",
         type=float,
         default=0.0,
@@ -109,7 +121,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.study}: {problem}", file=sys.stderr)
         return 1
     workers = args.workers or spec.budget.parallelism
-    costs = SimCosts(args.startup, args.restore, args.save, args.checkpoint_every)
+    costs = SimCosts(
+        args.startup,
+        args.restore,
+        args.save,
+        args.checkpoint_every,
+        background_saves=not args.foreground_saves,
+        snapshot=args.snapshot,
+    )
     trace = read_trace(args.preemption_trace) if args.preemption_trace else None
     seed = spec.algorithm.seed if args.seed is None else args.seed
     result = simulate(

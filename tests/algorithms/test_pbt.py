@@ -133,9 +133,10 @@ def test_never_copies_from_the_bottom_or_itself(losses, seed, quantile) -> None:
     top_q, bottom_q = s.quantiles()
     assert [m.index for m in top_q] == keys[:q] and [m.index for m in bottom_q] == keys[-q:]
     for _ in range(8):
-        # exploited members are unranked until they report, so the quantiles move: judge each
-        # decision by the ranking it was taken on
-        top_q, bottom_q = s.quantiles()
+        # every member decides at step 4, ranked against everyone's result at step 4 (an
+        # exploit gives the recipient new weights, not a new result at 4): judge each decision
+        # by the ranking it was taken on
+        top_q, bottom_q = s.quantiles(4)
         top, bottom = {m.index for m in top_q}, {m.index for m in bottom_q}
         assert not top & bottom
         a = s.suggest(True)

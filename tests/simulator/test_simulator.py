@@ -358,3 +358,18 @@ def test_continue_in_place_pays_start_up_once_per_process(algorithm: dict[str, A
         for k, seg in enumerate(t.record.segments[1:], start=1):
             if seg.restore_from is not None and seg.restore_from.trial_id == t.trial_id:
                 assert t.restored[k] == seg.start
+
+
+def test_background_saves_overlap_training() -> None:
+    """Periodic checkpoints cost training a snapshot, not the upload; with preemptions the
+    study still completes (a preempted segment resumes from its last committed checkpoint)."""
+    lost_save = {}
+    for background in (False, True):
+        costs = SimCosts(background_saves=background)
+        s = study(ASHA, 30)
+        r = simulate(s, MovingLR(), workers=4, seed=7, costs=costs, preemption_rate=3.0)
+        assert r.state.phase == "Completed" and r.state.failed == 0
+        acct = r.executor.accounting()
+        assert acct["preempted"] > 0  # preemptions hit running segments in both
+        lost_save[background] = acct["save"] / acct["busy"]
+    assert lost_save[True] < 0.5 * lost_save[False]

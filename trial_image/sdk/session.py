@@ -23,6 +23,7 @@ work since it is lost.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
@@ -117,6 +119,8 @@ class Trial:
         self._last_step = 0
         self._push_failed = False
         self._in_steps = False  # a steps() loop is running (see should_stop)
+        self._uploader: ThreadPoolExecutor | None = None
+        self._upload: Future[CheckpointInfo] | None = None
         self.last_checkpoint: CheckpointInfo | None = None
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -311,23 +315,70 @@ class Trial:
 
     # -- save / stop -----------------------------------------------------------------------
 
-    def save(self, state: Any, step: int) -> CheckpointInfo | None:
-        """Commit ``state`` as the checkpoint at ``step`` and prune old ones.
+    def save(self, state: Any, step: int, *, wait: bool | None = None) -> CheckpointInfo | None:
+        """Snapshot ``state`` as the checkpoint at ``step``; commit it and prune old ones.
 
-        Returns None (with a warning) when the trial has no checkpoint storage.
+        The snapshot (``state`` serialised to memory) is taken before this returns, so training
+        may change ``state`` at once. The upload then runs in the background between decision
+        points, overlapping the next step's training; at a decision point (a milestone or
+        ``stop_at``), or with ``wait=True``, it is committed before this returns, since the
+        controller may act on that checkpoint as soon as the step is decided. One upload is in
+        flight at a time: a newer save first waits for the previous one. A checkpoint counts only
+        once committed (manifest last), so a process killed mid-upload loses that checkpoint
+        and nothing else; :meth:`finish` (also after SIGTERM) waits for the upload.
+
+        Returns the committed checkpoint, None while it uploads in the background (then see
+        ``last_checkpoint`` after :meth:`wait_saved`), and None with a warning when the trial
+        has no checkpoint storage.
         """
         if self.store is None:
             log.warning("no KUBETUNE_CHECKPOINT_URL: checkpoint at step %d not saved", step)
             return None
-        known = {r: m for r, m in self.results().items() if r <= step}
-        info = self.store.save(self.env.segment, int(step), _dump_state(state), results=known)
+        step = int(step)
+        files = _dump_state(state)
+        known = {r: dict(m) for r, m in self.results().items() if r <= step}
+        self.wait_saved()  # in order, one in flight; a failed upload surfaces here
+        env = self.env
+        commit = functools.partial(
+            self._commit, self.store, env.segment, step, files, known, env.keep, list(env.pinned)
+        )
+        if wait is None:
+            wait = self.is_milestone(step)
+        if wait:
+            return commit()
+        if self._uploader is None:
+            self._uploader = ThreadPoolExecutor(1, thread_name_prefix="kubetune-upload")
+        self._upload = self._uploader.submit(commit)
+        return None
+
+    def _commit(
+        self,
+        store: CheckpointStore,
+        segment: int,
+        step: int,
+        files: dict[str, bytes],
+        results: dict[int, dict[str, float]],
+        keep: int,
+        pinned: list[int],
+    ) -> CheckpointInfo:
+        info = store.save(segment, step, files, results=results)
         self.last_checkpoint = info
         self._g_ckpt.labels(**self._labels).set(step)
         try:
-            self.store.gc(self.env.keep, protect=[info], pinned=self.env.pinned)
+            store.gc(keep, protect=[info], pinned=pinned)
         except Exception as e:  # pruning is housekeeping: never fail training for it
             log.warning("checkpoint gc failed (ignored): %s", e)
         return info
+
+    def wait_saved(self) -> CheckpointInfo | None:
+        """Wait for the background upload, if any; re-raises its error (as CheckpointError)."""
+        upload, self._upload = self._upload, None
+        if upload is None:
+            return self.last_checkpoint
+        try:
+            return upload.result()
+        except Exception as e:
+            raise CheckpointError(f"background checkpoint upload failed: {e}") from e
 
     def steps(self, start: int) -> Iterator[int]:
         """The steps to train after ``start`` (what :meth:`restore` returned), up to ``stop_at``.
@@ -365,6 +416,7 @@ class Trial:
             return False
         if step not in self.results():
             return False  # the controller cannot decide without this step's result
+        self.wait_saved()
         if self.store is not None and (
             self.last_checkpoint is None or self.last_checkpoint.resource != step
         ):
@@ -402,14 +454,30 @@ class Trial:
         return EXIT_PREEMPTED if self.preempted else EXIT_SEGMENT_DONE
 
     def close(self) -> None:
-        """Stop the metrics server (tests and in-process use; finish() exits instead)."""
+        """Wait for a background upload, stop the metrics server (tests and in-process use;
+        finish() exits instead)."""
+        try:
+            self.wait_saved()
+        except CheckpointError as e:
+            log.error("%s; the previous committed checkpoint stands", e)
+        if self._uploader is not None:
+            self._uploader.shutdown(wait=True)
+            self._uploader = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
 
     def finish(self) -> NoReturn:
-        """Exit: ``EXIT_PREEMPTED`` (75) if SIGTERM was received, else 0."""
+        """Exit: ``EXIT_PREEMPTED`` (75) if SIGTERM was received, else 0.
+
+        A background upload is waited for first; if it failed, the previous committed
+        checkpoint stands and the error is logged (the segment's result does not depend on it).
+        """
+        try:
+            self.wait_saved()
+        except CheckpointError as e:
+            log.error("%s; the previous committed checkpoint stands", e)
         code = self.exit_code()
         sys.stdout.flush()
         sys.stderr.flush()

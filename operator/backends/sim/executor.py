@@ -72,6 +72,11 @@ class SimCosts:
     restore: float = 10.0  # loading a checkpoint
     save: float = 5.0  # committing a checkpoint
     checkpoint_every: int = 1  # resource units between periodic checkpoints; 0: milestones only
+    # The SDK's background saves: a periodic checkpoint costs training only its snapshot
+    # (serialising the state to memory); the upload (`save` seconds) overlaps the next steps,
+    # one in flight. A decision point's checkpoint is committed before training goes on.
+    background_saves: bool = True
+    snapshot: float = 1.0
 
     def to_json(self) -> dict[str, float]:
         return {
@@ -79,6 +84,8 @@ class SimCosts:
             "restoreSeconds": self.restore,
             "saveSeconds": self.save,
             "checkpointEvery": self.checkpoint_every,
+            "backgroundSaves": self.background_saves,
+            "snapshotSeconds": self.snapshot,
         }
 
 
@@ -405,15 +412,27 @@ class SimulatedExecutor:
         milestones = set(env.milestones) | {env.stop_at}
         every = costs.checkpoint_every if self.resume else 0
         state = origin.state
+        uploaded = t  # when the background upload in flight (if any) is committed
         for epoch in range(origin.start + 1, env.stop_at + 1):
             state, metrics, seconds = self.bench.advance(state, env.params, epoch)
             seg.phases.append(("compute", t, t + seconds))
             t += seconds
             milestone = epoch in milestones
-            if milestone or (every > 0 and epoch % every == 0):
+            if not (milestone or (every > 0 and epoch % every == 0)):
+                continue
+            if uploaded > t:  # one upload in flight: a new save waits for the previous one
+                seg.phases.append(("save", t, uploaded))
+                t = uploaded
+            if milestone or not costs.background_saves:
                 seg.phases.append(("save", t, t + costs.save))
                 t += costs.save
                 seg.events.append(_Event(t, epoch, metrics if milestone else None, state))
+            else:
+                seg.phases.append(("save", t, t + costs.snapshot))
+                t += costs.snapshot
+                uploaded = t + costs.save
+                seg.events.append(_Event(uploaded, epoch, None, state))
+        seg.events.sort(key=lambda e: e.time)  # background commits interleave with the rest
         if not seg.events:  # nothing to train (start >= stop_at): exit right after start-up
             seg.events.append(_Event(t, env.stop_at, None, None))
         self._push(seg.events[0].time, seg, "event")

@@ -99,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             runs = [run(task, s, costs, in_place, args.hours) for s in seeds]
             short = sum(r["hours"] < args.hours for r in runs)
             regrets = [reference - r["best"] if r["best"] == r["best"] else math.inf for r in runs]
-            median = statistics.median(regrets)
+            q = quantiles(regrets)
+            median = q[1]
             zero = median if mode == "zero costs" else zero
             ratio = median / zero if zero > 0 else math.nan
             ratios[mode].append(ratio)
             print(
-                f"  {task:>6} {mode:<38} regret {fmt(quantiles(regrets))} ({ratio:4.2f}x zero)  "
+                f"  {task:>6} {mode:<38} regret {fmt(q)} ({ratio:4.2f}x zero)  "
                 f"useful GPU {statistics.median(r['useful'] for r in runs):.3f}  "
                 f"processes/trial {statistics.median(r['processes'] for r in runs):.2f}"
                 + (f"  ({short} runs ended before the budget)" if short else "")

@@ -19,6 +19,7 @@ COMMANDS = (
     ("run", "run a Study locally, trials as local processes"),
     ("simulate", "run a Study in simulated time"),
     ("operator", "run the Kubernetes operator (kopf)"),
+    ("trial", "run a training command that prints its metrics, without the SDK"),
     ("crds", "print (or --write) the CRDs generated from the spec model"),
     ("docs", "print (or --write) the generated Study reference"),
 )

@@ -1,0 +1,248 @@
+"""Run a training command that does not import the SDK: `kubetune trial -- CMD ARGS...`.
+
+Katib users have scripts that print their metrics; making them import `kubetune.trial` first is a
+migration cost. The runner is the SDK on the script's behalf:
+
+- parameters: the script gets the usual `KUBETUNE_*` environment, plus each parameter as
+  `KUBETUNE_PARAM_<NAME>` (upper case, non-alphanumerics as `_`) for shell scripts;
+- metrics: every stdout line is passed through and scanned for `name=value` pairs (`--pattern`
+  to change the syntax); a line that names the resource metric (`epoch=3 loss=0.2`, the Study's
+  `spec.resource.metric`) is a report of that step with the line's other values, plus values
+  seen on earlier lines since the previous report;
+- checkpoints: the runner names a directory in `KUBETUNE_CHECKPOINT_DIR`; before the command
+  starts it restores the trial's checkpoint into it, and after each report whose step changed
+  the directory it saves the directory as the step's checkpoint (through the SDK: atomic,
+  committed manifest last). A script that resumes from that directory works with promotion and
+  PBT; one that ignores it still works with ASHA's stopping mode and plain searchers;
+- the segment's end: at `stop_at`, after the report and the save, the command gets SIGTERM and
+  the runner exits 0; SIGTERM to the runner (preemption) is forwarded, the directory saved, and
+  the runner exits 75 (resume me); the command's own failure is the runner's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import init
+from .env import EXIT_PREEMPTED
+from .session import Trial
+
+log = logging.getLogger("kubetune.trial.runner")
+
+NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)"
+DEFAULT_PATTERN = r"([A-Za-z_:][A-Za-z0-9_:./-]*)\s*[=:]\s*(" + NUMBER + ")"
+STOP_GRACE_S = 30.0
+
+
+def param_env(params: Mapping[str, Any]) -> dict[str, str]:
+    """`KUBETUNE_PARAM_<NAME>` for each parameter (shell-friendly names and values)."""
+    out = {}
+    for name, value in params.items():
+        key = "KUBETUNE_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def parse_line(line: str, pattern: re.Pattern[str]) -> dict[str, float]:
+    """The `name=value` pairs of one line (the last wins when a name repeats)."""
+    values: dict[str, float] = {}
+    for m in pattern.finditer(line):
+        try:
+            values[m.group(1)] = float(m.group(2))
+        except ValueError:
+            continue
+    return values
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every regular file under `directory`, by relative path."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            files[path.relative_to(directory).as_posix()] = path.read_bytes()
+    return files
+
+
+def unpack(files: Mapping[str, bytes], directory: Path) -> None:
+    """Write a snapshot back; a path that would leave `directory` is refused."""
+    root = directory.resolve()
+    for rel, data in files.items():
+        target = (directory / rel).resolve()
+        if root not in target.parents:
+            raise ValueError(f"checkpoint file {rel!r} is outside the checkpoint directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+class Runner:
+    """One segment of an SDK-less command (see the module docstring)."""
+
+    def __init__(self, trial: Trial, command: list[str], pattern: str, directory: Path) -> None:
+        self.trial = trial
+        self.command = command
+        self.pattern = re.compile(pattern)
+        self.directory = directory
+        self.resource = trial.env.resource_metric
+        self.pending: dict[str, float] = {}
+        self.saved: dict[str, bytes] | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        self.stopped_at_end = False
+
+    def restore(self) -> int:
+        state, step = self.trial.restore()
+        if isinstance(state, dict) and isinstance(state.get("files"), dict):
+            unpack(state["files"], self.directory)
+            self.saved = dict(state["files"])
+        return step
+
+    def start(self, start_step: int) -> None:
+        env = {
+            **os.environ,
+            **param_env(self.trial.params),
+            "KUBETUNE_CHECKPOINT_DIR": str(self.directory),
+            "KUBETUNE_START": str(start_step),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.proc = subprocess.Popen(
+            self.command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=None,  # the script's stderr goes where ours goes
+            text=True,
+            bufsize=1,
+        )
+
+    def feed(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            values = parse_line(line, self.pattern)
+            if not values:
+                continue
+            step = values.pop(self.resource, None)
+            self.pending.update(values)
+            if step is None or step != int(step):
+                continue
+            self.report(int(step))
+            if self.trial.should_stop(int(step)):
+                self.stop(end=not self.trial.preempted)
+                return
+
+    def report(self, step: int) -> None:
+        metrics, self.pending = self.pending, {}
+        self.trial.report(step, **metrics)
+        self.save(step)
+
+    def save(self, step: int) -> None:
+        files = snapshot(self.directory)
+        if files and files != self.saved:
+            self.trial.save({"files": files}, step)
+            self.saved = files
+
+    def stop(self, end: bool) -> None:
+        """SIGTERM the command (it reached stop_at, or we were preempted) and wait for it."""
+        self.stopped_at_end = end
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def run(self) -> int:
+        step = self.restore()
+        self.start(step)
+        assert self.proc is not None and self.proc.stdout is not None
+
+        def forward(signum: int, frame: Any) -> None:
+            self.trial._on_sigterm(signum, frame)
+            if self.proc is not None and self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signal.SIGTERM)
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, forward)
+        self.feed(self.proc.stdout)
+        code = self.proc.wait()
+        if self.trial.preempted:
+            self.save(self.trial._last_step)
+            self.trial.wait_saved()
+            return EXIT_PREEMPTED
+        self.trial.wait_saved()
+        if self.stopped_at_end:
+            return 0  # reached stop_at; the command's answer to our SIGTERM does not matter
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubetune trial",
+        description="Run a training command that prints its metrics, without the SDK.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pattern",
+        default=DEFAULT_PATTERN,
+        help="regular expression with two groups, name and value, applied to every stdout line "
+        "(default: name=value or name: value pairs)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        default="",
+        help="directory the command keeps its checkpoints in (default: a temporary one); "
+        "given to the command as KUBETUNE_CHECKPOINT_DIR",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+
+
+def run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        print("kubetune trial: no command given (kubetune trial -- CMD ARGS...)", file=sys.stderr)
+        return 2
+    try:
+        re.compile(args.pattern)
+    except re.error as exc:
+        print(f"kubetune trial: --pattern: {exc}", file=sys.stderr)
+        return 2
+    trial = init()
+    with contextlib.ExitStack() as stack:
+        directory = (
+            Path(args.checkpoint_dir)
+            if args.checkpoint_dir
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-ckpt-")))
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            return Runner(trial, command, args.pattern, directory).run()
+        except FileNotFoundError as exc:
+            print(f"kubetune trial: command not found: {command[0]!r} ({exc})", file=sys.stderr)
+            return 127
+        finally:
+            trial.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

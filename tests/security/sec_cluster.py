@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -79,6 +80,18 @@ class SecCluster:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.task, 10)
         self.task = None
+
+    def store_spec(self, ns: str, name: str, spec: dict[str, Any]) -> None:
+        """Store a Study's new spec as the API server does for an accepted patch (generation
+        and resourceVersion bumped), without a request: for changes made while no operator
+        runs (nothing watches, so no event is due). A spec PATCH sent right after the operator
+        task was cancelled sometimes got no answer from the emulator."""
+        key = (kmock.resource("kubetune.io/v1alpha1/studies"), ns, name)
+        raw = copy.deepcopy(self.emu.objects[key].raw)
+        raw["spec"] = spec
+        raw["metadata"]["generation"] = int(raw["metadata"].get("generation", 1)) + 1
+        raw["metadata"]["resourceVersion"] = self.emu._bump()
+        self.emu._replace(key, raw)
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)

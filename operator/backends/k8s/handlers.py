@@ -75,6 +75,7 @@ WARNING_REASONS = {
     "TrialRecreated",
     "StorageUnavailable",
     "RunDataKept",
+    "SpecChangeIgnored",
 }
 
 
@@ -293,15 +294,8 @@ class StudyRunner:
             # A restarted operator: the run goes on with the spec it started with; only the
             # budget is taken from the object as it is now.
             live = dict(doc.get("spec") or {})
-            keys = (set(live) | set(accepted)) - {"budget"}
-            changed = sorted(k for k in keys if live.get(k) != accepted.get(k))
             doc["spec"] = {**copy.deepcopy(accepted), "budget": live.get("budget") or {}}
-            if changed:
-                fields = ", ".join(f"spec.{k}" for k in changed)
-                self.ignored_change = (
-                    f"{fields} changed after the study started and are ignored; "
-                    "only spec.budget changes apply to a started study"
-                )
+            self._ignore_changes(live, accepted)
         try:
             study = parse_study(
                 doc,
@@ -443,14 +437,26 @@ class StudyRunner:
                 setattr(current, attr, getattr(budget, attr))
         self.controller.parallelism = budget.parallelism
         self.executor.limit = budget.parallelism
-        others = {k: v for k, v in spec_doc.items() if k != "budget"}
-        before = {k: v for k, v in self.spec_doc.items() if k != "budget"}
-        self.ignored_change = (
-            "" if others == before else "only spec.budget changes apply to a started study"
-        )
+        self._ignore_changes(spec_doc, self.spec_doc)
         self.spec_doc["budget"] = copy.deepcopy(spec_doc.get("budget") or {})
         if changes:
             self._on_event("", "BudgetChanged", ", ".join(changes))
+
+    def _ignore_changes(self, live: dict[str, Any], accepted: dict[str, Any]) -> None:
+        """The run keeps its accepted spec; say which fields of the live spec differ from it,
+        in the Valid condition and (once per distinct change) as a Warning event."""
+        keys = (set(live) | set(accepted)) - {"budget"}
+        changed = sorted(k for k in keys if live.get(k) != accepted.get(k))
+        message = ""
+        if changed:
+            fields = ", ".join(f"spec.{k}" for k in changed)
+            message = (
+                f"{fields} changed after the study started and are ignored; "
+                "only spec.budget changes apply to a started study"
+            )
+            if message != self.ignored_change:
+                self._on_event("", "SpecChangeIgnored", message)
+        self.ignored_change = message
 
     # ------------------------------------------------------------------ events
 

@@ -133,3 +133,38 @@ async def test_a_secret_created_later_lets_the_waiting_study_start(
     await wait_for(lambda: c.status("team-a", "late").get("phase") == "Completed", 240, "late")
     assert valid()["status"] == "True"
     assert len(c.events("team-a", "StorageUnavailable")) == 1  # one event per problem, not per pass
+
+
+def test_the_controllers_storage_operations_use_the_layouts_credentials(
+    tenant_s3: TenantS3,
+) -> None:
+    """PBT copies, pruning and durable results go through the run's layout, hence through the
+    tenant's keys; the same calls with another tenant's keys are refused."""
+    from kubetune.operator.controller.checkpoints import CheckpointLayout
+
+    def layout(user: str) -> CheckpointLayout:
+        return CheckpointLayout.for_run(
+            "s3://tenant-a/ops",
+            "team-a",
+            "pbt",
+            "uid-1",
+            s3_endpoint_url=tenant_s3.endpoint,
+            storage_options=tenant_s3.keys[user].options,
+        )
+
+    own = layout("alice")
+    donor, recipient = own.trial("t0000"), own.trial("t0001")
+    for step in (1, 2, 3):
+        donor.save(0, step, {"w": f"step {step}".encode()})
+    donor.write_result(3, {"loss": 0.5})
+    info = donor.latest()
+    assert info is not None
+    copied = donor.copy_to(info, recipient, 1, 3)  # a PBT exploit: storage-side copy
+    assert recipient.read(copied) == {"w": b"step 3"}
+    assert len(donor.gc(keep=1)) == 2  # pruning
+    assert donor.read_results()[3]["loss"] == 0.5  # durable results
+    foreign = layout("bob").trial("t0000")
+    with pytest.raises(PermissionError):
+        foreign.latest()
+    with pytest.raises(PermissionError):
+        foreign.save(0, 9, {"w": b"bob was here"})

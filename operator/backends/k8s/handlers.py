@@ -372,7 +372,6 @@ class StudyRunner:
         and one event (per distinct problem) say which Secret and why; every pass retries."""
         message = f"{exc.path}: {exc}"
         self.invalid = message
-        self.metrics_source = None
         if message != self.storage_problem:
             self._on_event("", "StorageUnavailable", f"{message}; no trial starts until it works")
         self.storage_problem = message

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import yaml
 from prometheus_client import start_http_server
 
+from kubetune.operator.backends.k8s.storage_access import StorageAccess
 from kubetune.operator.spec.policy import PolicyConfig
 
 if TYPE_CHECKING:
@@ -61,7 +62,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint-secret",
         default=env("KUBETUNE_CHECKPOINT_SECRET", ""),
-        help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for trials (secretKeyRef)",
+        help="the operator's own storage Secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), given "
+        "to trials by secretKeyRef in namespaces that use the operator's credentials",
+    )
+    p.add_argument(
+        "--storage-access",
+        default=env("KUBETUNE_STORAGE_ACCESS", ""),
+        metavar="JSON|FILE",
+        help="whose credentials reach a Study's storage, inline JSON or a YAML file (chart "
+        "checkpoint.*: secretName, secretNames, allowedPrefixes, useOperatorCredentials, "
+        "namespaces, listedNamespacesOnly); default: a Study's s3 storage is reached with the "
+        "Secret it names in its own namespace",
     )
     p.add_argument("--s3-endpoint-url", default=env("KUBETUNE_S3_ENDPOINT_URL", ""))
     p.add_argument(
@@ -112,6 +123,32 @@ def trial_policy(value: str) -> PolicyConfig:
         raise argparse.ArgumentTypeError(f"--trial-policy: {exc}") from exc
 
 
+def _json_or_file(flag: str, value: str) -> dict[str, object]:
+    """A mapping from inline JSON/YAML (`{...}`, what the chart passes) or a YAML file."""
+    try:
+        if value.lstrip().startswith("{"):
+            data = yaml.safe_load(value)
+        else:
+            with open(value) as f:
+                data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"{flag}: not YAML/JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError(f"{flag}: want a mapping")
+    return data
+
+
+def storage_access(value: str) -> StorageAccess:
+    """`--storage-access`: the per-namespace storage credential rules; empty: the defaults."""
+    if not value:
+        return StorageAccess()
+    data = _json_or_file("--storage-access", value)
+    try:
+        return StorageAccess.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--storage-access: {exc}") from exc
+
+
 def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
     from kubetune.operator.backends.k8s.handlers import OperatorSettings
 
@@ -126,6 +163,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         workers=args.workers,
         peering_priority=args.priority or random.SystemRandom().randint(1, 2**30),
         trial_policy=trial_policy(args.trial_policy),
+        storage_access=storage_access(args.storage_access),
     )
 
 

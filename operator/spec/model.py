@@ -191,7 +191,9 @@ class CheckpointSpec:
         default=None,
     )
     secret_name: str | None = spec_field(
-        "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, given to trials by secretKeyRef.",
+        "Secret of the Study's namespace with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the "
+        "operator reaches s3:// storage with it and trials get it by secretKeyRef. Empty: the "
+        "namespace's default storage Secret (chart checkpoint.secretName).",
         default=None,
         pattern=r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
     )

@@ -140,6 +140,10 @@ def test_custom_objects(custom_docs: list[dict[str, Any]]) -> None:
             "ClusterRoleBinding",
             "Role",
             "Role",
+            "Role",  # the storage Secrets of team-a and team-b
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "Service",
@@ -199,6 +203,8 @@ def test_default_deployment(default_docs: list[dict[str, Any]]) -> None:
         "--workers=8",
         '--trial-policy={"allowNodeName":false,"allowedSecrets":null,'
         '"allowedServiceAccounts":[],"level":"baseline","namespaces":{}}',
+        '--storage-access={"allowedPrefixes":[],"listedNamespacesOnly":true,"namespaces":{},'
+        '"secretName":"kubetune-storage","secretNames":[]}',
     ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -240,6 +246,10 @@ def test_custom_deployment(custom_docs: list[dict[str, Any]]) -> None:
         '--trial-policy={"allowNodeName":false,"allowedSecrets":["wandb-*"],'
         '"allowedServiceAccounts":["trainer"],"level":"restricted",'
         '"namespaces":{"team-b":{"allowNodeName":true,"level":"baseline"}}}',
+        '--storage-access={"allowedPrefixes":["s3://ml-checkpoints/"],'
+        '"listedNamespacesOnly":true,"namespaces":{"team-a":{},'
+        '"team-b":{"allowedPrefixes":["s3://team-b/"],"secretName":"team-b-s3"}},'
+        '"secretName":"kubetune-storage","secretNames":["shared-s3"]}',
         "--prometheus-endpoint=team-b=http://prometheus.team-b.svc:9090",
     ]
     env = env_of(c)
@@ -257,6 +267,7 @@ def test_operator_reads_the_rendered_policy_and_endpoints(
     custom_docs: list[dict[str, Any]],
 ) -> None:
     # The args the chart renders, parsed by the operator's own command line.
+    from kubetune.operator.backends.k8s.storage_access import NamespaceStorage
     from kubetune.operator.cli import operator as cli
     from kubetune.operator.spec.policy import TemplatePolicy
 
@@ -276,6 +287,17 @@ def test_operator_reads_the_rendered_policy_and_endpoints(
         allowed_secrets=("wandb-*",),
         allow_node_name=True,
     )
+    access = settings.storage_access
+    assert access.listed_only and set(access.namespaces) == {"team-a", "team-b"}
+    assert access.for_namespace("team-a") == NamespaceStorage(
+        secret_name="kubetune-storage",
+        secret_names=("shared-s3",),
+        allowed_prefixes=("s3://ml-checkpoints/",),
+    )
+    assert access.for_namespace("team-b") == NamespaceStorage(
+        secret_name="team-b-s3", secret_names=("shared-s3",), allowed_prefixes=("s3://team-b/",)
+    )
+    assert not access.onboarded("team-c")  # its Secrets are not the operator's to read
 
 
 def test_peering_forced_with_one_replica(helm: Any) -> None:
@@ -301,6 +323,19 @@ def test_no_peering_for_one_replica(default_docs: list[dict[str, Any]]) -> None:
 
 
 # -- RBAC: least privilege ------------------------------------------------------------------------
+
+
+def storage_rbac(doc: dict[str, Any]) -> bool:
+    """The per-tenant Role (or binding) for reading storage Secrets (tests/helm/test_rbac_usage)."""
+    return bool(doc["metadata"]["name"].endswith("-storage-secrets"))
+
+
+def test_rbac_namespaced_storage_secret_roles(custom_docs: list[dict[str, Any]]) -> None:
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(custom_docs, "Role") if storage_rbac(r)}
+    assert {ns: r["rules"][0]["resourceNames"] for ns, r in roles.items()} == {
+        "team-a": ["kubetune-storage", "shared-s3"],
+        "team-b": ["team-b-s3", "shared-s3"],
+    }
 
 
 def test_rbac_cluster_mode_exact_rules(default_docs: list[dict[str, Any]]) -> None:
@@ -337,14 +372,14 @@ def test_rbac_cluster_mode_restricted_namespaces(helm: Any) -> None:
 def test_rbac_namespaced_mode_exact_rules(custom_docs: list[dict[str, Any]]) -> None:
     sa = one(custom_docs, "ServiceAccount")
     subject = {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "ml-ops"}
-    roles = by_kind(custom_docs, "Role")
+    roles = [r for r in by_kind(custom_docs, "Role") if not storage_rbac(r)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert rule_map(role["rules"]) == {
             **NAMESPACED_RULES,
             ("kopf.dev", "kopfpeerings"): PEERING_VERBS,
         }
-    bindings = by_kind(custom_docs, "RoleBinding")
+    bindings = [b for b in by_kind(custom_docs, "RoleBinding") if not storage_rbac(b)]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for b in bindings:
         assert b["roleRef"]["kind"] == "Role"
@@ -359,7 +394,8 @@ def test_rbac_namespaced_mode_exact_rules(custom_docs: list[dict[str, Any]]) -> 
 
 def test_namespaced_mode_defaults_to_release_namespace(helm: Any) -> None:
     docs = render(helm, "--set", "rbac.mode=namespaced", namespace="tuning")
-    (role,) = by_kind(docs, "Role")
+    role, storage = sorted(by_kind(docs, "Role"), key=storage_rbac)
+    assert storage_rbac(storage) and storage["metadata"]["namespace"] == "tuning"
     assert role["metadata"]["namespace"] == "tuning"
     assert "--namespace=tuning" in container(docs)["args"]
 

@@ -95,6 +95,84 @@ def test_cluster_role_grants_exactly_what_code_and_kopf_use(helm: Any) -> None:
     for source in (code_calls(), KOPF_NEEDS):
         for key, verbs in source.items():
             needed.setdefault(key, set()).update(verbs)
+    # Secrets are never granted cluster-wide: the operator reads storage Secrets only through
+    # the per-namespace Roles below, limited to their names.
+    assert needed.pop(("", "secrets")) == {"get"}
     assert granted == needed
     assert "patch" not in granted[("batch", "jobs")]
     assert ("", "pods/log") not in granted
+
+
+def _secret_roles(out: str) -> dict[str, list[dict[str, Any]]]:
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    return {
+        d["metadata"]["namespace"]: d["rules"]
+        for d in docs
+        if d["kind"] == "Role" and d["metadata"]["name"].endswith("-storage-secrets")
+    }
+
+
+def test_storage_secrets_are_readable_only_by_name_in_tenant_namespaces(
+    helm: Any, tmp_path: Path
+) -> None:
+    """The code's one Secret call (a get) is granted per tenant namespace, for the storage
+    Secret names of that namespace only; with no tenants, no Secret is readable at all."""
+    assert code_calls()[("", "secrets")] == {"get"}
+    plain = helm("template", "kt", str(CHART), "--namespace", "kubetune-system").stdout
+    assert _secret_roles(plain) == {}
+    for doc in (d for d in yaml.safe_load_all(plain) if d and d["kind"] == "ClusterRole"):
+        assert all("secrets" not in r["resources"] for r in doc["rules"])
+    values = tmp_path / "tenants.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "checkpoint": {
+                    "secretNames": ["shared-s3"],
+                    "namespaces": {
+                        "team-a": {"allowedPrefixes": ["s3://team-a/"]},
+                        "team-b": {"secretName": "team-b-s3", "secretNames": []},
+                        "ops": {
+                            "useOperatorCredentials": True,
+                            "secretName": "",
+                            "secretNames": [],
+                        },
+                    },
+                }
+            }
+        )
+    )
+    out = helm(
+        "template", "kt", str(CHART), "--namespace", "kubetune-system", "-f", str(values)
+    ).stdout
+    roles = _secret_roles(out)
+    assert set(roles) == {"team-a", "team-b"}  # ops reads no Secret: it has no names
+    for ns, names in (("team-a", ["kubetune-storage", "shared-s3"]), ("team-b", ["team-b-s3"])):
+        (rule,) = roles[ns]
+        assert rule == {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": names,
+            "verbs": ["get"],
+        }
+    bindings = [
+        d
+        for d in yaml.safe_load_all(out)
+        if d and d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-storage-secrets")
+    ]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"team-a", "team-b"}
+    assert all(b["subjects"][0]["namespace"] == "kubetune-system" for b in bindings)
+
+
+def test_namespaced_mode_makes_every_watched_namespace_a_tenant(helm: Any) -> None:
+    out = helm(
+        "template",
+        "kt",
+        str(CHART),
+        "--namespace",
+        "kubetune-system",
+        "--set",
+        "rbac.mode=namespaced",
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    ).stdout
+    assert set(_secret_roles(out)) == {"team-a", "team-b"}

@@ -4,6 +4,7 @@ a real Prometheus + Pushgateway (session), the S3 server (tests/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import shutil
 import socket
@@ -42,6 +43,7 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         kind="Pod", namespaced=True, verbs=VERBS, subresources=["status"]
     ),
     "v1/events": kmock.ResourceInfo(kind="Event", namespaced=True, verbs=VERBS),
+    "v1/secrets": kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=VERBS),
     "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=VERBS),
     "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
         kind="CustomResourceDefinition", namespaced=False, verbs=VERBS
@@ -67,10 +69,27 @@ class Cluster:
         self.operators: list[tuple[asyncio.Task[Any], OperatorSettings]] = []
 
     def start_kubelet(
-        self, secrets: dict[str, dict[str, str]], env: dict[str, str] | None = None
+        self,
+        secrets: dict[str, dict[str, str]],
+        env: dict[str, str] | None = None,
+        namespace: str = "default",
     ) -> TestKubelet:
+        """The kubelet, and `secrets` as Secret objects of `namespace` (the operator reads a
+        Study's storage credentials from there)."""
+        for name, values in secrets.items():
+            self.add_secret(namespace, name, values)
         self.kubelet = TestKubelet(self.host, self.workdir, secrets, env).start()
         return self.kubelet
+
+    def add_secret(self, namespace: str, name: str, values: dict[str, str]) -> None:
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+        self.emu.objects[kmock.resource("v1/secrets"), namespace, name] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "data": data,
+        }
 
     def start_operator(self, **kwargs: Any) -> OperatorSettings:
         settings = OperatorSettings(host=self.host, interval=kwargs.pop("interval", 0.1), **kwargs)

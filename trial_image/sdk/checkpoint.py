@@ -86,26 +86,42 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _storage_options(protocol: str, s3_endpoint_url: str) -> dict[str, Any]:
+def _storage_options(
+    protocol: str, s3_endpoint_url: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    options: dict[str, Any] = dict(extra or {})
     if protocol in ("s3", "s3a") and s3_endpoint_url:
-        return {"client_kwargs": {"endpoint_url": s3_endpoint_url}}
-    return {}
+        options["client_kwargs"] = {
+            **dict(options.get("client_kwargs") or {}),
+            "endpoint_url": s3_endpoint_url,
+        }
+    return options
 
 
 class CheckpointStore:
     """One trial's checkpoints and durable results under ``url``.
 
     ``url`` may be an fsspec URL (``s3://``, ``gs://``, ``file://``) or a plain local path.
-    For S3-compatible servers pass ``s3_endpoint_url``; credentials come from the standard
-    ``AWS_*`` environment variables.
+    For S3-compatible servers pass ``s3_endpoint_url``. Credentials come from the standard
+    ``AWS_*`` environment variables unless ``storage_options`` gives them (fsspec's options,
+    e.g. ``{"key": ..., "secret": ...}`` for s3): the operator passes the credentials of the
+    Study's namespace this way, so one process can hold several tenants' stores at once.
     """
 
-    def __init__(self, url: str, s3_endpoint_url: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        s3_endpoint_url: str = "",
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
         if not url:
             raise ValueError("checkpoint URL is empty")
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         self.s3_endpoint_url = s3_endpoint_url
-        fs, path = fsspec.core.url_to_fs(url, **_storage_options(protocol, s3_endpoint_url))
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
+        fs, path = fsspec.core.url_to_fs(
+            url, **_storage_options(protocol, s3_endpoint_url, self.storage_options)
+        )
         self.fs: fsspec.AbstractFileSystem = fs
         self.local = isinstance(fs, LocalFileSystem)
         self.root: str = path.rstrip("/")
@@ -364,6 +380,7 @@ class CheckpointStore:
             not self.local
             and type(self.fs) is type(dest.fs)
             and self.s3_endpoint_url == dest.s3_endpoint_url
+            and self.storage_options == dest.storage_options  # the same credentials
         )
         files_meta = dict(info.manifest["files"])
         if not dest.local:

@@ -121,3 +121,43 @@ are added where the namespaced peering is used.
   resources: [{{ . | quote }}]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+
+{{/*
+Tenant namespaces for storage credentials, as a JSON object {namespace: overrides}: the entries
+of checkpoint.namespaces, plus every watched namespace when the operator watches a list (those
+get no overrides). The operator may read storage Secrets only in these namespaces.
+*/}}
+{{- define "kubetune.storageNamespaces" -}}
+{{- $out := dict }}
+{{- if not (include "kubetune.allNamespaces" .) }}
+{{- range $ns := (include "kubetune.watchNamespaces" . | fromJsonArray) }}
+{{- $_ := set $out $ns (dict) }}
+{{- end }}
+{{- end }}
+{{- range $ns, $rules := .Values.checkpoint.namespaces }}
+{{- $_ := set $out $ns ($rules | default (dict)) }}
+{{- end }}
+{{- $out | toJson }}
+{{- end }}
+
+{{/* The operator's --storage-access argument: the checkpoint.* credential rules as JSON. */}}
+{{- define "kubetune.storageAccess" -}}
+{{- $c := .Values.checkpoint }}
+{{- dict "secretName" $c.secretName "secretNames" $c.secretNames "allowedPrefixes" $c.allowedPrefixes "namespaces" (include "kubetune.storageNamespaces" . | fromJson) "listedNamespacesOnly" true | toJson }}
+{{- end }}
+
+{{/*
+The storage Secret names the operator may read in one namespace (its Role's resourceNames):
+the namespace's secretName and secretNames, each defaulting to the global one. Called with
+(list $ $namespace $overrides); renders a JSON list.
+*/}}
+{{- define "kubetune.storageSecretNames" -}}
+{{- $root := index . 0 }}
+{{- $rules := index . 2 | default (dict) }}
+{{- $name := ternary (get $rules "secretName") $root.Values.checkpoint.secretName (hasKey $rules "secretName") }}
+{{- $more := ternary (get $rules "secretNames") $root.Values.checkpoint.secretNames (hasKey $rules "secretNames") }}
+{{- $names := list }}
+{{- if $name }}{{ $names = append $names $name }}{{ end }}
+{{- range $more }}{{ $names = append $names . }}{{ end }}
+{{- $names | uniq | toJson }}
+{{- end }}

@@ -34,6 +34,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
+    "Secret": ("/api/v1", "secrets"),  # read only: a Study's storage credentials
 }
 
 

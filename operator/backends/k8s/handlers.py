@@ -44,6 +44,15 @@ from kubetune.operator.backends.k8s.jobs import LABEL_STUDY
 from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
 from kubetune.operator.backends.k8s.prometheus import CachedStudyMetrics, PrometheusSource
 from kubetune.operator.backends.k8s.status import MetricsHealth, invalid_status, study_status
+from kubetune.operator.backends.k8s.storage_access import (
+    StorageAccess,
+    StoragePlan,
+    StorageUnavailable,
+    plan_storage,
+    probe,
+    storage_options,
+    study_event,
+)
 from kubetune.operator.backends.k8s.store import TrialStore, rfc3339
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.metrics import MetricSource, NoLiveMetrics, WithDurableResults
@@ -64,6 +73,9 @@ WARNING_REASONS = {
     "ExploitRetrying",
     "ExploitAbandoned",
     "TrialRecreated",
+    "StorageUnavailable",
+    "RunDataKept",
+    "SpecChangeIgnored",
 }
 
 
@@ -84,8 +96,12 @@ class OperatorSettings:
     prometheus_endpoints: dict[str, str] = field(default_factory=dict)
     pushgateway_url: str = ""
     checkpoint_storage: str = ""
+    # The operator's own storage Secret (chart checkpoint.existingSecret): given to trials only
+    # in namespaces that use the operator's credentials (see storage_access).
     checkpoint_secret: str = ""
     s3_endpoint_url: str = ""
+    # Whose credentials reach a Study's storage, per namespace (chart checkpoint.*).
+    storage_access: StorageAccess = field(default_factory=StorageAccess)
     interval: float = 5.0
     # The trial-template policy (chart `trialPolicy`): checked when a Study is read and again
     # before every Job is created.
@@ -150,6 +166,8 @@ class StudyRunner:
         }
         self.invalid = ""
         self.ignored_change = ""
+        self.storage_plan: StoragePlan | None = None
+        self.storage_problem = ""  # why the storage is unreachable; retried every pass
         self.lock = threading.Lock()  # guards `again` and `scheduled`
         self.again = False  # a pass was asked for since the current one started
         self.scheduled = False  # a pass is queued or running
@@ -245,7 +263,7 @@ class StudyRunner:
     def tick(self) -> bool:
         """One pass; True when the study has ended."""
         generation = self.meta.get("generation")
-        if generation != self.generation:
+        if generation != self.generation or self.storage_problem:
             self.generation = generation
             self._on_spec()
         if self.controller is None or self.executor is None:
@@ -276,15 +294,8 @@ class StudyRunner:
             # A restarted operator: the run goes on with the spec it started with; only the
             # budget is taken from the object as it is now.
             live = dict(doc.get("spec") or {})
-            keys = (set(live) | set(accepted)) - {"budget"}
-            changed = sorted(k for k in keys if live.get(k) != accepted.get(k))
             doc["spec"] = {**copy.deepcopy(accepted), "budget": live.get("budget") or {}}
-            if changed:
-                fields = ", ".join(f"spec.{k}" for k in changed)
-                self.ignored_change = (
-                    f"{fields} changed after the study started and are ignored; "
-                    "only spec.budget changes apply to a started study"
-                )
+            self._ignore_changes(live, accepted)
         try:
             study = parse_study(
                 doc,
@@ -300,6 +311,15 @@ class StudyRunner:
                         "required: the operator has no default (--checkpoint-storage)",
                     )
                 )
+            else:
+                self.storage_plan, storage_errors = plan_storage(
+                    storage,
+                    study.spec.checkpoint.secret_name or "",
+                    self.namespace,
+                    self.settings.storage_access,
+                    self.settings.checkpoint_secret,
+                )
+                errors += storage_errors
             if errors:
                 raise StudyInvalid(errors)
         except StudyInvalid as exc:
@@ -312,7 +332,10 @@ class StudyRunner:
         if self.controller is None:
             self.spec_doc = copy.deepcopy(doc["spec"])
             self.study = study
-            self._build(study, storage)
+            try:
+                self._build(study, storage)
+            except StorageUnavailable as exc:
+                self._storage_unavailable(exc)
             return
         self._apply_live(study, doc["spec"])
 
@@ -344,8 +367,31 @@ class StudyRunner:
             )
         return errors
 
+    def _storage_unavailable(self, exc: StorageUnavailable) -> None:
+        """No trial starts until the Study's own credentials reach its storage: the condition
+        and one event (per distinct problem) say which Secret and why; every pass retries."""
+        message = f"{exc.path}: {exc}"
+        self.invalid = message
+        if message != self.storage_problem:
+            self._on_event("", "StorageUnavailable", f"{message}; no trial starts until it works")
+        self.storage_problem = message
+
     def _build(self, study: Study, storage: str) -> None:
         spec = study.spec
+        plan = self.storage_plan
+        assert plan is not None
+        # Everything the operator does on this Study's storage uses the Study's own credentials
+        # (its namespace's Secret), proven to work before any trial starts.
+        layout = CheckpointLayout.for_run(
+            storage,
+            self.namespace,
+            self.name,
+            self.uid,
+            s3_endpoint_url=self.settings.s3_endpoint_url,
+            storage_options=storage_options(self.api, self.namespace, plan),
+        )
+        probe(layout, plan)
+        self.storage_problem = ""
         name = spec.metrics.prometheus
         prometheus = (
             self.settings.prometheus_endpoints[name] if name else self.settings.prometheus_url
@@ -358,13 +404,6 @@ class StudyRunner:
         self.store = store
         # Everything this Study writes lives under <storage>/<namespace>/<name>/<uid>: a
         # re-created Study (new UID) starts empty, and deletion removes exactly this prefix.
-        layout = CheckpointLayout.for_run(
-            storage,
-            self.namespace,
-            self.name,
-            self.uid,
-            s3_endpoint_url=self.settings.s3_endpoint_url,
-        )
         self.layout = layout
         live: MetricSource = self.metrics_source or NoLiveMetrics()
         self.executor = K8sExecutor(
@@ -372,7 +411,7 @@ class StudyRunner:
             self.study_object,
             store.trial_object,
             limit=spec.budget.parallelism,
-            secret_name=spec.checkpoint.secret_name or self.settings.checkpoint_secret,
+            secret_name=plan.trial_secret,
             pushgateway_url=self.settings.pushgateway_url,
             policy=self.settings.trial_policy.for_namespace(self.namespace),
         )
@@ -397,14 +436,26 @@ class StudyRunner:
                 setattr(current, attr, getattr(budget, attr))
         self.controller.parallelism = budget.parallelism
         self.executor.limit = budget.parallelism
-        others = {k: v for k, v in spec_doc.items() if k != "budget"}
-        before = {k: v for k, v in self.spec_doc.items() if k != "budget"}
-        self.ignored_change = (
-            "" if others == before else "only spec.budget changes apply to a started study"
-        )
+        self._ignore_changes(spec_doc, self.spec_doc)
         self.spec_doc["budget"] = copy.deepcopy(spec_doc.get("budget") or {})
         if changes:
             self._on_event("", "BudgetChanged", ", ".join(changes))
+
+    def _ignore_changes(self, live: dict[str, Any], accepted: dict[str, Any]) -> None:
+        """The run keeps its accepted spec; say which fields of the live spec differ from it,
+        in the Valid condition and (once per distinct change) as a Warning event."""
+        keys = (set(live) | set(accepted)) - {"budget"}
+        changed = sorted(k for k in keys if live.get(k) != accepted.get(k))
+        message = ""
+        if changed:
+            fields = ", ".join(f"spec.{k}" for k in changed)
+            message = (
+                f"{fields} changed after the study started and are ignored; "
+                "only spec.budget changes apply to a started study"
+            )
+            if message != self.ignored_change:
+                self._on_event("", "SpecChangeIgnored", message)
+        self.ignored_change = message
 
     # ------------------------------------------------------------------ events
 
@@ -529,13 +580,44 @@ def cleanup(settings: OperatorSettings, body: Any) -> None:
         raise kopf.TemporaryError(f"waiting for {len(jobs)} Jobs to terminate", delay=1)
     checkpoint = (body.get("spec") or {}).get("checkpoint") or {}
     if checkpoint.get("deleteOnCompletion"):
-        delete_run_data(body, settings.s3_endpoint_url)
+        try:
+            options = deletion_credentials(settings, api, body)
+        except StorageUnavailable as exc:
+            message = f"the run's data is kept: {exc.path}: {exc}"
+            log.warning("%s/%s: %s", ns, name, message)
+            with contextlib.suppress(Exception):  # events are best effort
+                api.create("Event", ns, study_event(meta, "RunDataKept", message))
+            return
+        delete_run_data(body, settings.s3_endpoint_url, storage_options=options)
 
 
-def delete_run_data(body: Any, s3_endpoint_url: str) -> None:
+def deletion_credentials(settings: OperatorSettings, api: KubeApi, body: Any) -> dict[str, Any]:
+    """The Study's own credentials for deleting its recorded prefix, chosen as when it ran
+    (from status.acceptedSpec), and the prefix checked against the namespace's allowed storage
+    again; StorageUnavailable when they cannot be had."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    prefix = str((status.get("storage") or {}).get("prefix") or "")
+    if not prefix:
+        return {}  # the run never started: nothing to delete
+    spec = status.get("acceptedSpec") or body.get("spec") or {}
+    secret = str((spec.get("checkpoint") or {}).get("secretName") or "")
+    ns = str(meta.get("namespace") or "default")
+    plan, errors = plan_storage(
+        prefix, secret, ns, settings.storage_access, settings.checkpoint_secret
+    )
+    if plan is None:
+        raise StorageUnavailable("; ".join(e.reason for e in errors), errors[0].path)
+    return storage_options(api, ns, plan)
+
+
+def delete_run_data(
+    body: Any, s3_endpoint_url: str, storage_options: dict[str, Any] | None = None
+) -> None:
     """Delete what this Study's run wrote: the prefix recorded in its status when the run
     started (it ends with the Study's UID), never a prefix taken from the spec at deletion, on
-    the platform's storage endpoint (never one the Study or its status names)."""
+    the platform's storage endpoint (never one the Study or its status names), with the
+    Study's own credentials (`storage_options`, see `deletion_credentials`)."""
     meta = body["metadata"]
     recorded = (body.get("status") or {}).get("storage") or {}
     prefix = str(recorded.get("prefix") or "")
@@ -547,7 +629,7 @@ def delete_run_data(body: Any, s3_endpoint_url: str) -> None:
         return
     from kubetune.trial.checkpoint import CheckpointStore
 
-    store = CheckpointStore(prefix, s3_endpoint_url)
+    store = CheckpointStore(prefix, s3_endpoint_url, storage_options)
     if store.fs.exists(store.root):
         store.fs.rm(store.root, recursive=True)
 

@@ -8,7 +8,6 @@ before the process exits) and kill -9 (the upload in flight is lost, nothing els
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from kubetune.trial import Trial, TrialEnv
 from kubetune.trial.checkpoint import CheckpointError, CheckpointStore
+from kubetune.trial.session import _load_state
 
 
 def _trial(tmp_path: Path, **kw: Any) -> Trial:
@@ -57,8 +57,7 @@ class _Gate:
 
 def _state(info: Any) -> Any:
     store = CheckpointStore.for_checkpoint(info.url)
-    (data,) = store.read(info).values()
-    return pickle.loads(data)
+    return _load_state(store.read(info))
 
 
 def test_save_between_decision_points_returns_before_the_upload(tmp_path: Path) -> None:

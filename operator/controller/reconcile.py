@@ -438,6 +438,7 @@ class Controller:
         # Recorded first, with the checkpoint at `step` as the restore point: if the process
         # dies from here on, the next launch of this segment restores exactly there.
         self._record_resume(t, action, self._own_restore_url(t, ref))
+        self._save()  # persist before acting, as for a launch
         handle = self.executor.extend(held_handle, self._env_for(t))
         del self.held[t.trial_id]
         if handle is None:  # this executor or process cannot: end it, launch as usual

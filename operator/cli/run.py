@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kubetune.operator.backends.local.executor import LocalExecutor
+from kubetune.operator.backends.local.executor import DEFAULT_MAX_LOG_BYTES, LocalExecutor
 from kubetune.operator.backends.local.metrics import local_metrics
 from kubetune.operator.backends.local.progress import Progress
 from kubetune.operator.backends.local.store import JsonStateStore
@@ -29,6 +29,26 @@ class Interrupted(Exception):
     pass
 
 
+def _positive_mib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.01 <= value <= 1024 * 1024:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0.01 and 1048576 (MiB)")
+    return value
+
+
+def _parallelism(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"{value}: must be between 1 and 10000")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="Study YAML file")
     p.add_argument("--output", "-o", default=None, help="output folder (default runs/<name>)")
@@ -40,7 +60,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     earlier.add_argument("--fresh", action="store_true", help="discard an earlier run in --output")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress view")
-    p.add_argument("--parallelism", type=int, default=None, help="override spec.budget.parallelism")
+    p.add_argument(
+        "--parallelism",
+        type=_parallelism,
+        default=None,
+        help="override spec.budget.parallelism (1-10000)",
+    )
+    p.add_argument(
+        "--max-log-mib",
+        type=_positive_mib,
+        default=DEFAULT_MAX_LOG_BYTES / (1024 * 1024),
+        metavar="MIB",
+        help="cap of each trial segment's log in logs/ (default %(default)g MiB); past it the "
+        "log keeps its head, a marker line and the latest output",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
     # run never restores or reads an earlier run's checkpoints and results, wherever they are.
     stored_run = store.stored_run_id()
     store.run_id = stored_run if stored_run is not None else uuid.uuid4().hex[:12]
-    if stored is not None and stored.get("spec") != doc.get("spec"):
+    if stored is not None and _without_budget(stored) != _without_budget(doc):
         print(
-            f"{output} holds a run of a different spec of study {study.name!r}; "
-            "use --fresh to discard it or --output for another folder",
+            f"{output} holds a run of a different spec of study {study.name!r} (only "
+            "spec.budget may change between runs); use --fresh to discard it or --output for "
+            "another folder",
             file=sys.stderr,
         )
         return 1
@@ -82,7 +116,13 @@ def run(args: argparse.Namespace) -> int:
         store.run_id,
         s3_endpoint_url=spec.checkpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", ""),
     )
-    executor = LocalExecutor(spec.trial_template, item.base_dir, output)
+    executor = LocalExecutor(
+        spec.trial_template,
+        item.base_dir,
+        output,
+        run_id=store.run_id,
+        max_log_bytes=int(args.max_log_mib * 1024 * 1024),
+    )
     progress = Progress(study, quiet=args.quiet)
     controller = Controller(
         study,
@@ -126,6 +166,14 @@ def run(args: argparse.Namespace) -> int:
     files = write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
     progress.final(controller, files)
     return 0 if phase == "Completed" else 1
+
+
+def _without_budget(doc: dict[str, Any]) -> dict[str, Any]:
+    """The spec a resumed run must match: the budget (maxTrials, maxFailedTrials, ...) may be
+    raised to continue a study that ended on it."""
+    spec = dict(doc.get("spec") or {})
+    spec.pop("budget", None)
+    return spec
 
 
 def _document(path: str) -> dict[str, Any]:

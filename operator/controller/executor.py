@@ -36,6 +36,10 @@ class SegmentStatus:
     # Set when the executor refused to start the segment (e.g. "PolicyViolation"): the trial
     # fails with this reason and `log_tail` as the message, not as a crash.
     failure_reason: str = ""
+    # What the executor did to the segment on its own since the last poll, as (reason, message)
+    # pairs, e.g. ("Killed", "did not exit within 10 s of SIGTERM"), ("LogCapped", ...): the
+    # controller records each as an event on the trial (no silent intervention).
+    notices: tuple[tuple[str, str], ...] = ()
 
 
 class Executor(Protocol):

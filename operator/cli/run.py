@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -11,18 +12,24 @@ import sys
 import uuid
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from kubetune.operator.backends.local.executor import DEFAULT_MAX_LOG_BYTES, LocalExecutor
 from kubetune.operator.backends.local.metrics import local_metrics
 from kubetune.operator.backends.local.progress import Progress
-from kubetune.operator.backends.local.store import JsonStateStore
+from kubetune.operator.backends.local.store import (
+    STATE_FILE,
+    JournalStateStore,
+    StateFileError,
+    StateWriteError,
+)
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.report.files import write_outputs
+from kubetune.operator.spec.model import Study
 from kubetune.operator.spec.validation import load_single_study, load_yaml_documents
 
-STATE_FILE = "state.json"
+LOCK_FILE = "run.lock"
 
 
 class Interrupted(Exception):
@@ -83,32 +90,117 @@ def run(args: argparse.Namespace) -> int:
     study = item.study
     output = Path(args.output or Path("runs") / study.name).resolve()
     doc = _document(args.study)
-    state_path = output / STATE_FILE
-    if args.resume and not state_path.exists():
+    opened = _open_run(args, study.name, output, doc)
+    if isinstance(opened, int):
+        return opened
+    store, lock = opened
+    try:
+        return _run(args, item.base_dir, study, output, store)
+    except StateWriteError as exc:
+        # The controller's own state cannot be written (a full disk): it stops before acting
+        # on anything it could not record. The file holds the last complete save.
         print(
+            f"kubetune run: {exc}; stopped, the state is intact up to the last save: free "
+            "space and run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 3
+    finally:
+        store.close()
+        lock.close()
+
+
+def _open_run(
+    args: argparse.Namespace, name: str, output: Path, doc: dict[str, Any]
+) -> tuple[JournalStateStore, TextIO] | int:
+    """The run folder's state store and lock, or the exit code of a refusal (said on stderr)."""
+    state_path = output / STATE_FILE
+    store = JournalStateStore(output, doc)
+    if args.resume and not store.exists():
+        return _refuse(
             f"--resume: {output} holds no run to resume (no {STATE_FILE}); "
             "leave out --resume to start one, or name the run's folder with --output",
-            file=sys.stderr,
+            2,
         )
-        return 2
+    lock = _lock(output) if output.exists() else None
+    if isinstance(lock, str):
+        return _refuse(lock, 2)
     if args.fresh and output.exists():
-        shutil.rmtree(output)
-    store = JsonStateStore(state_path, doc)
-    stored = store.stored_study()
+        for entry in output.iterdir():  # all but the lock this run holds
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        store = JournalStateStore(output, doc)
+    if not store.exists() and _earlier_run_files(output):
+        return _refuse(
+            f"{output} holds files of an earlier run ({', '.join(_earlier_run_files(output))}) "
+            f"but no {STATE_FILE}: its state is lost. Use --fresh to discard the folder and "
+            "start over, or --output for another folder",
+            2,
+        )
+    try:
+        stored = store.stored_study()
+        stored_run = store.stored_run_id()
+    except StateFileError as exc:
+        return _refuse(
+            f"{exc}. Use --fresh to discard the run in {output} and start over, or "
+            "--output for another folder",
+            2,
+        )
     # A run's identity: everything it writes lives under <storage>/<study>/<run id>, so a fresh
     # run never restores or reads an earlier run's checkpoints and results, wherever they are.
-    stored_run = store.stored_run_id()
     store.run_id = stored_run if stored_run is not None else uuid.uuid4().hex[:12]
     if stored is not None and _without_budget(stored) != _without_budget(doc):
-        print(
-            f"{output} holds a run of a different spec of study {study.name!r} (only "
+        return _refuse(
+            f"{output} holds a run of a different spec of study {name!r} (only "
             "spec.budget may change between runs); use --fresh to discard it or --output for "
             "another folder",
-            file=sys.stderr,
+            1,
         )
-        return 1
     if stored is not None and not args.quiet:
-        print(f"resuming the study in {output}")
+        print(f"resuming the study in {output} ({state_path})")
+    if lock is None:
+        lock = _lock(output)
+        if isinstance(lock, str):
+            return _refuse(lock, 2)
+    return store, lock
+
+
+def _refuse(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def _earlier_run_files(output: Path) -> list[str]:
+    """What of an earlier run's output lies in `output` (its state file aside)."""
+    found = [n for n in ("trials.jsonl", "summary.json", "checkpoints") if (output / n).exists()]
+    logs = output / "logs"
+    if logs.is_dir() and any(logs.iterdir()):
+        found.append("logs/")
+    return found
+
+
+def _lock(output: Path) -> TextIO | str:
+    """Hold the folder's lock for this process's life (two controllers on one run would start
+    every segment twice); a message naming the holder when another run has it."""
+    output.mkdir(parents=True, exist_ok=True)
+    f = open(output / LOCK_FILE, "a+")  # noqa: SIM115 - held open until the run ends
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        return f"another kubetune run (pid {holder}) is running the study in {output}"
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _run(
+    args: argparse.Namespace, base_dir: Path, study: Study, output: Path, store: JournalStateStore
+) -> int:
     spec = study.spec
     layout = CheckpointLayout.for_run(
         spec.checkpoint.storage or (output / "checkpoints").as_uri(),
@@ -118,23 +210,26 @@ def run(args: argparse.Namespace) -> int:
     )
     executor = LocalExecutor(
         spec.trial_template,
-        item.base_dir,
+        base_dir,
         output,
         run_id=store.run_id,
         max_log_bytes=int(args.max_log_mib * 1024 * 1024),
     )
     progress = Progress(study, quiet=args.quiet)
-    controller = Controller(
-        study,
-        executor,
-        store,
-        local_metrics(layout),
-        layout,
-        parallelism=args.parallelism,
-        every_step=spec.resource.max <= 500,
-        run_id=store.run_id,
-        on_event=progress.event,
-    )
+    try:
+        controller = Controller(
+            study,
+            executor,
+            store,
+            local_metrics(layout),
+            layout,
+            parallelism=args.parallelism,
+            every_step=spec.resource.max <= 500,
+            run_id=store.run_id,
+            on_event=progress.event,
+        )
+    except StateFileError as exc:
+        return _refuse(f"{exc}. Use --fresh to discard the run in {output} and start over", 2)
     interval = min(spec.metrics.interval_seconds, 0.25)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -148,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
         controller.drain()
-        executor.end_leftovers()  # trials still running stay: the next run adopts them
+        executor.end_leftovers()
         write_outputs(
             controller.state,
             spec,
@@ -159,6 +254,13 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
+    except StateWriteError:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        print(f"kubetune run: cannot save {store.path}; stopping the trials ...", file=sys.stderr)
+        controller.drain(save=False)
+        executor.end_leftovers()
+        raise
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -829,8 +829,9 @@ class Controller:
             if t.handle is not None:
                 self.executor.stop(t.handle)
 
-    def drain(self, timeout: float = 60.0, poll_interval: float = 0.1) -> None:
-        """Stop every trial gracefully and record how each ended, so that a resume is exact."""
+    def drain(self, timeout: float = 60.0, poll_interval: float = 0.1, save: bool = True) -> None:
+        """Stop every trial gracefully and record how each ended, so that a resume is exact
+        (`save=False`: the state cannot be written; a resume finds them gone and resumes)."""
         self.stop_all()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -840,8 +841,9 @@ class Controller:
             for t in live:
                 self._poll(t)
             time.sleep(poll_interval)
-        self._dirty = True
-        self._save()
+        if save:
+            self._dirty = True
+            self._save()
 
     def run(self, interval: float, on_tick: Callable[[Controller], Any] | None = None) -> str:
         while not self.step():

@@ -234,7 +234,7 @@ class JournalStateStore:
             line = _line({"kind": "trial", "trial": state_to_json(t)})
             if self._trials.get(trial_id) != line:
                 trials[trial_id] = line
-        if not lines and not trials:
+        if not lines and not trials and not self.legacy_pending():
             return
         if self.legacy_pending() or self._size > max(
             COMPACT_MIN_BYTES, COMPACT_RATIO * self._live_size(lines, trials)

@@ -75,9 +75,11 @@ class JournalStateStore:
         self.study_doc = study_doc
         self.run_id = run_id  # the run's identity, kept with its state (see stored_run_id)
         self.bytes_written = 0  # for benchmarks/local_store_load.py
+        self.compactions = 0
         self._header: dict[str, Any] | None = None  # as last read or written
         self._study: dict[str, Any] | None = None
         self._trials: dict[str, str] = {}  # trial id -> its latest line, as on disk
+        self._live = 0  # bytes of those lines (what a compacted journal holds, roughly)
         self._size = 0  # bytes of complete lines on disk
         self._loaded = False
         self._fd: int | None = None
@@ -122,7 +124,7 @@ class JournalStateStore:
             elif kind == "study":
                 self._study = record
             elif kind == "trial" and isinstance(record.get("trial"), dict):
-                self._trials[str(record["trial"].get("id"))] = raw.decode() + "\n"
+                self._keep(str(record["trial"].get("id")), raw.decode() + "\n")
             else:
                 raise StateFileError(f"{self.path}: line {number} has an unknown record kind")
         if self._header is None:
@@ -156,7 +158,7 @@ class JournalStateStore:
             **{k: data.get(k) for k in ("phase", "message", "started", "finished")},
         }
         for line in trials:
-            self._trials[str(json.loads(line)["trial"].get("id"))] = line
+            self._keep(str(json.loads(line)["trial"].get("id")), line)
 
     def load(self) -> StudyState | None:
         self._read()
@@ -236,22 +238,22 @@ class JournalStateStore:
                 trials[trial_id] = line
         if not lines and not trials and not self.legacy_pending():
             return
-        if self.legacy_pending() or self._size > max(
-            COMPACT_MIN_BYTES, COMPACT_RATIO * self._live_size(lines, trials)
-        ):
+        if self.legacy_pending() or self._size > max(COMPACT_MIN_BYTES, COMPACT_RATIO * self._live):
             self._compact(header, study, trials)
         else:
             self._append("".join(lines) + "".join(trials.values()))
         self._header, self._study = header, study
-        self._trials.update(trials)
+        for trial_id, line in trials.items():
+            self._keep(trial_id, line)
+
+    def _keep(self, trial_id: str, line: str) -> None:
+        old = self._trials.get(trial_id)
+        self._live += len(line) - (len(old) if old is not None else 0)
+        self._trials[trial_id] = line
 
     def legacy_pending(self) -> bool:
         """A format-1 state.json was read and no journal exists yet."""
         return not self.path.exists() and (self.folder / LEGACY_STATE_FILE).exists()
-
-    def _live_size(self, lines: list[str], trials: dict[str, str]) -> int:
-        live = sum(len(x) for x in self._trials.values()) + sum(len(x) for x in lines)
-        return live + sum(len(x) for x in trials.values())
 
     def _open(self) -> int:
         if self._fd is None:
@@ -318,6 +320,7 @@ class JournalStateStore:
         (self.folder / LEGACY_STATE_FILE).unlink(missing_ok=True)
         self._size = len(data)
         self.bytes_written += len(data)
+        self.compactions += 1
 
     def close(self) -> None:
         if self._fd is not None:

@@ -148,6 +148,7 @@ class Controller:
         if loaded is not None:
             self._reopen_if_budget_allows()
             self._settle_launch_intents()
+            self._repeat_stops()
 
     # ------------------------------------------------------------------ helpers
 
@@ -725,6 +726,13 @@ class Controller:
                     "stopped; no process of it runs, starting it",
                 )
             self._refresh(t)
+
+    def _repeat_stops(self) -> None:
+        """After a restart: ask again every segment whose end was decided but not seen (the
+        stop, and the executor's grace clock, died with the previous controller)."""
+        for t in self.active():
+            if t.handle is not None and t.record.phase != "Running":
+                self.executor.stop(t.handle)
 
     def _reopen_if_budget_allows(self) -> None:
         """A study that ended on its budget continues when the budget was raised since."""

@@ -129,6 +129,17 @@ def test_asha_study_completes_and_promotions_resume_from_rung_checkpoint(tmp_pat
     assert summary["phase"] == "Completed"
     assert summary["best"]["resource"] == 9
     assert (out / "learning_curves.png").stat().st_size > 1000
+    # Named for what they are: most ASHA trials end paused at a rung, never promoted.
+    by_outcome: dict[str, set[str]] = {}
+    for t in trials:
+        by_outcome.setdefault(t["outcome"], set()).add(t["id"])
+    paused = {t["id"] for t in trials if t["phase"] == "Paused"}
+    assert paused and by_outcome["NotPromoted"] == paused
+    for t in trials:
+        if t["outcome"] == "NotPromoted":
+            rung = max(int(r) for r in t["results"])
+            assert t["outcomeDetail"] == f"paused at the rung step={rung} and never promoted"
+    assert summary["outcomes"] == {k: len(v) for k, v in by_outcome.items()}
 
     # Asynchronous ASHA promotes from the top floor(n/eta) *at the time* (tests/algorithms check
     # that rule decision by decision); over a study that can add up to more than floor(n/eta) of

@@ -261,3 +261,11 @@ def test_the_log_cap_option_rejects_nonsense(tmp_path: Path) -> None:
     assert "--max-log-mib" in proc.stderr and "must be between" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "x"])
+def test_the_parallelism_option_rejects_nonsense(tmp_path: Path, value: str) -> None:
+    proc = run_cli(write_study(tmp_path, fault_study()), tmp_path / "out", "--parallelism", value)
+    assert proc.returncode == 2
+    assert "--parallelism" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from kubetune.operator.backends.local.executor import DEFAULT_MAX_LOG_BYTES, LocalExecutor
+from kubetune.operator.backends.local.executor import (
+    DEFAULT_MAX_LOG_BYTES,
+    LEFTOVER_GRACE_S,
+    LocalExecutor,
+)
 from kubetune.operator.backends.local.metrics import local_metrics
 from kubetune.operator.backends.local.progress import Progress
 from kubetune.operator.backends.local.store import (
@@ -241,8 +245,19 @@ def _run(
     except Interrupted as exc:
         for s, handler in old.items():
             signal.signal(s, handler)
-        print(f"\n{exc}: asking trials to checkpoint and exit ...", file=sys.stderr)
-        controller.drain()
+        print(
+            f"\n{exc}: asking trials to checkpoint and exit (they get {executor.grace:g} s; "
+            "Ctrl-C again ends them now) ...",
+            file=sys.stderr,
+        )
+
+        def hurry(signum: int, frame: FrameType | None) -> None:
+            print(f"{signal.Signals(signum).name}: ending the trials now", file=sys.stderr)
+            executor.hurry()
+
+        signal.signal(signal.SIGINT, hurry)
+        controller.drain(timeout=executor.grace + LEFTOVER_GRACE_S + 10)
+        signal.signal(signal.SIGINT, old[signal.SIGINT])
         executor.end_leftovers()
         write_outputs(
             controller.state,

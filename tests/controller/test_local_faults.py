@@ -269,3 +269,41 @@ def test_the_parallelism_option_rejects_nonsense(tmp_path: Path, value: str) -> 
     assert proc.returncode == 2
     assert "--parallelism" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_ctrl_c_ends_a_hung_trial_at_once(tmp_path: Path) -> None:
+    doc = fault_study(budget={"maxTrials": 1, "parallelism": 1})
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    out = tmp_path / "out"
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [*CLI, "run", str(write_study(tmp_path, doc)), "-o", str(out), "-q"],
+            stderr=stderr,
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "FAULTS": json.dumps({"t0000": {"hang_at": 2}}),
+                "FAULT_PIDS": str(pids),
+            },
+        )
+    try:
+        wait_for(lambda: _reported(out, "t0000", 1))
+        ((pid,),) = started_processes(pids).values()
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "Ctrl-C again ends them now" in err.read_text())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=300) == 130
+        said = err.read_text()
+        assert "SIGINT: ending the trials now" in said and "Traceback" not in said, said
+        assert not alive(pid)
+        (t,) = state_of(out)["trials"]
+        assert t["handle"] is None
+        assert "Killed: a second Ctrl-C: its process group was SIGKILLed" in t["events"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in [p for ps in started_processes(pids).values() for p in ps]:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)

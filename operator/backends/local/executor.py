@@ -162,6 +162,7 @@ class LocalExecutor:
         self.leftovers: dict[int, float] = {}
         # Segments asked to stop: pid -> when to SIGKILL their process group.
         self.stopping: dict[int, float] = {}
+        self.hurried: set[int] = set()  # ... and those whose grace a second Ctrl-C ended
 
     def _resolve(self, argv: list[str]) -> list[str]:
         # `python` in a Study means "the Python this controller runs on" locally, so that the
@@ -265,7 +266,9 @@ class LocalExecutor:
         url = self._metrics_url(handle)
         notices = self._notices(handle)
         killed = self._kill_if_overdue(pid)
-        if killed:
+        if killed and pid in self.hurried:
+            notices.append(("Killed", "a second Ctrl-C: its process group was SIGKILLed"))
+        elif killed:
             notices.append(
                 (
                     "Killed",
@@ -344,6 +347,14 @@ class LocalExecutor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             self.stopping.setdefault(pid, time.monotonic() + self.grace)
+
+    def hurry(self) -> None:
+        """End the grace of every segment asked to stop: the next poll SIGKILLs what still runs
+        (a second Ctrl-C)."""
+        now = time.monotonic()
+        for pid in self.stopping:
+            self.stopping[pid] = now
+            self.hurried.add(pid)
 
     def _end_group(self, pgid: int) -> None:
         """The trial's own process has exited (and been reaped): end what it left running.

@@ -186,8 +186,11 @@ def _earlier_run_files(output: Path) -> list[str]:
 def _lock(output: Path) -> TextIO | str:
     """Hold the folder's lock for this process's life (two controllers on one run would start
     every segment twice); a message naming the holder when another run has it."""
-    output.mkdir(parents=True, exist_ok=True)
-    f = open(output / LOCK_FILE, "a+")  # noqa: SIM115 - held open until the run ends
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        f = open(output / LOCK_FILE, "a+")  # noqa: SIM115 - held open until the run ends
+    except OSError as exc:
+        return f"cannot use the output folder {output}: {exc.strerror or exc}"
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -259,14 +262,7 @@ def _run(
         controller.drain(timeout=executor.grace + LEFTOVER_GRACE_S + 10)
         signal.signal(signal.SIGINT, old[signal.SIGINT])
         executor.end_leftovers()
-        write_outputs(
-            controller.state,
-            spec,
-            study.name,
-            output,
-            checkpoints=layout.study_url,
-            interrupted=True,
-        )
+        _write_outputs(controller, study, output, layout.study_url, interrupted=True)
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
     except StateWriteError:
@@ -280,9 +276,35 @@ def _run(
         for s, handler in old.items():
             signal.signal(s, handler)
     executor.close()  # every trial has ended: end what their processes left running
-    files = write_outputs(controller.state, spec, study.name, output, checkpoints=layout.study_url)
+    files = _write_outputs(controller, study, output, layout.study_url)
+    if files is None:
+        return 3
     progress.final(controller, files)
     return 0 if phase == "Completed" else 1
+
+
+def _write_outputs(
+    controller: Controller, study: Study, output: Path, checkpoints: str, interrupted: bool = False
+) -> list[Path] | None:
+    """The output files; None (said in one line) when they cannot be written (a full disk):
+    the state is saved, the same command writes them again."""
+    try:
+        return write_outputs(
+            controller.state,
+            study.spec,
+            study.name,
+            output,
+            checkpoints=checkpoints,
+            interrupted=interrupted,
+        )
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else f" in {output}"
+        print(
+            f"kubetune run: cannot write the outputs{where}: {exc.strerror or exc}; the state is "
+            "saved, run the same command again to write them",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _without_budget(doc: dict[str, Any]) -> dict[str, Any]:

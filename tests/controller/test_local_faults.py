@@ -307,3 +307,13 @@ def test_a_second_ctrl_c_ends_a_hung_trial_at_once(tmp_path: Path) -> None:
         for p in [p for ps in started_processes(pids).values() for p in ps]:
             if alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "out"
+    proc = run_cli(write_study(tmp_path, fault_study()), out)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"cannot use the output folder {out}: ")

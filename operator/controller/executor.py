@@ -36,6 +36,9 @@ class SegmentStatus:
     # Set when the executor refused to start the segment (e.g. "PolicyViolation"): the trial
     # fails with this reason and `log_tail` as the message, not as a crash.
     failure_reason: str = ""
+    # The segment waits for resources (a deferred Job, an unschedulable pod, a simulated queue):
+    # not running yet, so the progress deadline does not count this time.
+    queued: bool = False
     # What the executor did to the segment on its own since the last poll, as (reason, message)
     # pairs, e.g. ("Killed", "did not exit within 10 s of SIGTERM"), ("LogCapped", ...): the
     # controller records each as an event on the trial (no silent intervention).

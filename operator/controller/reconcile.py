@@ -223,6 +223,8 @@ class Controller:
             self.event(t, reason, message)
         if status.status != "running":
             self._segment_ended(t, status)
+        elif status.queued:  # not started yet: the deadline counts from when it runs
+            t.progress_at = self.clock()  # saved with the next change (no write per pass)
         else:
             self._check_progress(t)
         self._refresh(t)

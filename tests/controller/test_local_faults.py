@@ -317,3 +317,17 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"cannot use the output folder {out}: ")
+
+
+def test_a_completed_study_continues_when_max_trials_is_raised(tmp_path: Path) -> None:
+    doc = fault_study(budget={"maxTrials": 2, "parallelism": 2})
+    out = tmp_path / "out"
+    assert run_cli(write_study(tmp_path, doc), out).returncode == 0
+    first = {t["id"]: t["results"] for t in state_of(out)["trials"]}
+    doc["spec"]["budget"]["maxTrials"] = 3
+    again = run_cli(write_study(tmp_path, doc), out)
+    assert again.returncode == 0, again.stderr
+    state = state_of(out)
+    assert state["phase"] == "Completed"
+    assert [t["phase"] for t in state["trials"]] == ["Completed"] * 3
+    assert {t["id"]: t["results"] for t in state["trials"][:2]} == first  # kept, not rerun

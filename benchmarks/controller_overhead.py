@@ -25,7 +25,7 @@ from typing import Any
 
 from kubetune.operator.backends.local.executor import LocalExecutor
 from kubetune.operator.backends.local.metrics import local_metrics
-from kubetune.operator.backends.local.store import JsonStateStore
+from kubetune.operator.backends.local.store import JournalStateStore
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.executor import SegmentStatus
 from kubetune.operator.controller.metrics import Observation
@@ -157,7 +157,7 @@ def bench_local(trials: int) -> None:
 
         executor = Timed(study.spec.trial_template, ROOT, out)
         layout = CheckpointLayout((out / "ck").as_uri(), study.name)
-        store = JsonStateStore(out / "state.json", doc)
+        store = JournalStateStore(out, doc)
         controller = Controller(study, executor, store, local_metrics(layout), layout)
         t0 = time.time()
         controller.run(interval=0.05)

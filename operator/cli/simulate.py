@@ -12,10 +12,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from kubetune.operator.backends.sim.benchmarks import NAMES, make_benchmark
 from kubetune.operator.backends.sim.driver import check_study, simulate
 from kubetune.operator.backends.sim.executor import SimCosts, read_trace
+from kubetune.operator.controller.state import fmt_number
 from kubetune.operator.report.files import write_outputs
 from kubetune.operator.spec.validation import load_single_study
 
@@ -120,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"{args.study}: {problem}", file=sys.stderr)
         return 1
+    unused = unused_parameters(list(spec.search_space), bench.search_space)
+    if unused:
+        print(
+            f"{args.study}: note: spec.searchSpace parameter(s) {', '.join(unused)} are not "
+            f"inputs of the {bench.name} benchmark: their values do not change the simulated "
+            "learning curves",
+            file=sys.stderr,
+        )
     workers = args.workers or spec.budget.parallelism
     costs = SimCosts(
         args.startup,
@@ -146,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
     files = write_outputs(result.state, spec, study.name, output)
     summary_path = output / "summary.json"
     summary = json.loads(summary_path.read_text())
-    extra = {
+    extra: dict[str, Any] = {
         "benchmark": bench.name,
+        "unusedParameters": unused,
         "seed": seed,
         "preemptionRatePerWorkerHour": args.preemption_rate,
     }
@@ -166,14 +177,39 @@ def run(args: argparse.Namespace) -> int:
         f"{study.name}: {result.state.phase} — {len(result.state.trials)} trials on {workers} "
         f"simulated GPUs ({bench.name})"
     )
-    print(
-        f"  simulated wall-clock {sim['simulatedWallClockHours']:.3f} h; GPU-hours busy "
-        f"{sim['gpuHoursBusy']:.3f}, useful {sim['gpuHoursUseful']:.3f}, lost "
-        f"{sim['gpuHoursLost']:.3f} (useful fraction {sim['usefulFraction']}); "
-        f"{sim['preemptions']} preemptions"
-    )
+    for line in _gpu_hours_lines(sim):
+        print(line)
     if best:
         where = f"{spec.resource.metric}={best['resource']}"
-        print(f"  best {best['trial']}: {best['metrics']} at {where}")
+        values = ", ".join(f"{k}={fmt_number(float(v))}" for k, v in best["metrics"].items())
+        print(f"  best {best['trial']}: {values} at {where}")
     print(f"  {len(files)} files in {output} ({sim['realSeconds']:.1f} s real time)")
     return 0 if result.state.phase == "Completed" else 1
+
+
+def unused_parameters(params: list[str], benchmark_space: dict[str, Any]) -> list[str]:
+    """Study parameters the benchmark's learning curves do not depend on (reported, so that a
+    study tuning them in simulation is not mistaken for one that learns anything about them)."""
+    return [p for p in params if p not in benchmark_space]
+
+
+def _gpu_hours_lines(sim: dict[str, Any]) -> list[str]:
+    """GPU-hours, rounded, with what the lost ones were lost to: without preemptions, GPU time
+    is still lost to start-up, checkpoint restores and saves, and to stopping latency."""
+    lost_by = {k: v for k, v in sim["gpuHoursLostBy"].items() if v > 0}
+    names = {
+        "startup": "start-up",
+        "restore": "checkpoint restores",
+        "save": "checkpoint saves",
+        "preempted": "work redone after preemptions",
+        "stopLatency": "stop latency",
+    }
+    why = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in lost_by.items()) or "nothing"
+    useful = sim["usefulFraction"]
+    share = f"{useful * 100:.0f} % useful" if useful is not None else "no GPU time used"
+    return [
+        f"  simulated wall-clock {sim['simulatedWallClockHours']:.2f} h; GPU-hours busy "
+        f"{sim['gpuHoursBusy']:.2f}, useful {sim['gpuHoursUseful']:.2f} ({share}); "
+        f"{sim['preemptions']} preemptions",
+        f"  GPU-hours lost {sim['gpuHoursLost']:.2f}: {why}",
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kubetune.operator.spec.validation import StudyInvalid, load_study_file
+from kubetune.operator.spec.validation import StudyInvalid, error_line, load_study_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         except StudyInvalid as exc:
             failed = True
             for error in exc.errors:
-                print(f"{name}: {error}", file=sys.stderr)
+                print(error_line(name, error), file=sys.stderr)
             continue
         if not args.quiet:
             names = ", ".join(s.study.name for s in studies)

@@ -39,6 +39,13 @@ class SegmentStatus:
     # The process reached its stop_at, committed that step's checkpoint and result, and waits
     # for the decision (continue in place): the step it holds at.
     held_at: int | None = None
+    # The segment waits for resources (a deferred Job, an unschedulable pod, a simulated queue):
+    # not running yet, so the progress deadline does not count this time.
+    queued: bool = False
+    # What the executor did to the segment on its own since the last poll, as (reason, message)
+    # pairs, e.g. ("Killed", "did not exit within 10 s of SIGTERM"), ("LogCapped", ...): the
+    # controller records each as an event on the trial (no silent intervention).
+    notices: tuple[tuple[str, str], ...] = ()
 
 
 class Executor(Protocol):

@@ -7,8 +7,18 @@ controller-runtime sense:
   timing and the process's exit);
 - decide: feed each new milestone to the scheduler, in resource order, exactly once (a milestone
   is "fed" once it is in the persisted `record.results`); ask `suggest()` for free slots;
-- act: persist first, then launch or stop. A crash between the two leaves a trial marked Running
-  without a process handle, which the next controller simply launches.
+- act: persist first, then launch or stop. A launch is recorded as an intent (`launch_intent`)
+  before the executor starts anything; a controller that dies before the handle is persisted
+  leaves the intent, and the next one asks the executor to adopt the segment's process (an
+  executor with an `adopt(env)` method) or, when none runs, launches it: never two processes
+  for one segment.
+
+Two guards keep a study moving when something outside the trial's code misbehaves:
+- the progress deadline (`spec.budget.progressDeadlineSeconds`): a running segment that reports
+  no new step for that long is stopped and the trial fails with ProgressDeadlineExceeded;
+- infrastructure errors: a trial that crashes while the checkpoint storage does not answer is
+  not charged with a failure; it waits (`waiting`, `infraErrors`, events) and resumes from its
+  last checkpoint once storage answers, and no new decision is taken meanwhile.
 
 The scheduler never holds a fact the persisted records lack, so a fresh controller rebuilds it
 with `restore(records)` and takes the same decisions as the one that died.
@@ -58,6 +68,12 @@ EventSink = Callable[[str, str, str], None]  # (trial id or "", reason, message)
 # Seconds between attempts to copy a PBT donor's checkpoint; after the last, the exploit is
 # abandoned (recorded on the trial), never replaced by a silent fresh start.
 EXPLOIT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+# Seconds between probes of an unreachable checkpoint storage (doubling up to the last).
+STORAGE_PROBE_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+# Crashes during storage outages one trial may have before the next one is charged to it (a
+# trial that crashes for its own reasons while storage flaps must not loop for ever).
+MAX_INFRA_ERRORS = 10
+WAITING_FOR_STORAGE = "StorageUnavailable"
 
 
 class DonorCheckpointMissing(Exception):
@@ -114,6 +130,8 @@ class Controller:
         self.state = loaded or StudyState(started=clock())
         self.scheduler.restore([t.record for t in self.state.ordered()])
         self._dirty = loaded is None
+        # Trials changed since the last save (the store may write only those).
+        self._touched: set[str] = set()
         self.draining = False  # set while stop_all() winds the study down for a later resume
         # Exploits whose donor copy failed, waiting for a retry (memory only: a restarted
         # controller rebuilds the scheduler, which decides the same exploit again).
@@ -126,6 +144,14 @@ class Controller:
         for t in self.state.ordered():
             self._refresh(t)
         self.failed_count = self.state.failed
+        # Storage outage bookkeeping (memory only: a restarted controller probes at once).
+        self.storage_down = any(t.waiting for t in self.live.values())
+        self.next_probe = 0.0
+        self.probes_failed = 0
+        if loaded is not None:
+            self._reopen_if_budget_allows()
+            self._settle_launch_intents()
+            self._repeat_stops()
 
     # ------------------------------------------------------------------ helpers
 
@@ -136,6 +162,8 @@ class Controller:
         trial_id = t.trial_id if t is not None else ""
         if t is not None:
             t.events.append(f"{reason}: {message}")
+            self._touched.add(trial_id)
+            self._dirty = True
         self.on_event(trial_id, reason, message)
 
     @property
@@ -147,6 +175,7 @@ class Controller:
         return sorted(self.live.values(), key=lambda t: t.record.index)
 
     def _refresh(self, t: TrialState) -> None:
+        self._touched.add(t.trial_id)
         if t.handle is not None or t.record.phase == "Running":
             self.live[t.trial_id] = t
         else:
@@ -166,6 +195,7 @@ class Controller:
             if changed is not None and t.trial_id not in changed:
                 continue
             self._poll(t)
+        self._check_storage()
         if self.failed_count > self.spec.budget.max_failed_trials:
             self._fail_study(
                 "TooManyFailures",
@@ -192,8 +222,12 @@ class Controller:
         if status.preemptions_absorbed:
             self._absorbed_preemptions(t, status)
         self._observe(t, status)
+        for reason, message in status.notices:
+            self.event(t, reason, message)
         if status.status != "running":
             self._segment_ended(t, status)
+        elif status.queued:  # not started yet: the deadline counts from when it runs
+            t.progress_at = self.clock()  # saved with the next change (no write per pass)
         elif (
             status.held_at is not None
             and status.held_at == t.segment.stop_at
@@ -201,7 +235,36 @@ class Controller:
             and not t.stop_requested
         ):
             self.held[t.trial_id] = status.held_at  # its slot goes to the next decision
+        else:
+            self._check_progress(t)
         self._refresh(t)
+
+    def _check_progress(self, t: TrialState) -> None:
+        """Fail a running segment that reported nothing new for the progress deadline."""
+        limit = self.spec.budget.progress_deadline_seconds
+        if not limit or t.handle is None or t.record.phase != "Running":
+            return
+        now = self.clock()
+        if not t.progress_at:  # adopted from a state written before the deadline existed
+            t.progress_at = now
+            self._dirty = True
+            return
+        idle = now - t.progress_at
+        if idle <= limit:
+            return
+        since = (
+            f"last report at {self.spec.resource.metric}={t.progress_step}"
+            if t.progress_step > t.restored.get(t.segment_index, 0)
+            else f"nothing reported since segment {t.segment_index} started"
+        )
+        self._fail_trial(
+            t,
+            Failure(
+                "ProgressDeadlineExceeded",
+                f"no new report for {idle:.0f} s (spec.budget.progressDeadlineSeconds="
+                f"{limit}); {since}; stopped",
+            ),
+        )
 
     def _has_runnable(self) -> bool:
         return any(t.record.phase == "Running" for t in self.live.values())
@@ -211,6 +274,11 @@ class Controller:
     def _observe(self, t: TrialState, status: SegmentStatus) -> None:
         seg = t.segment
         seen = self.metrics.observe(t, status)
+        reported = max([seen.step or 0, *seen.milestones])
+        if reported > t.progress_step:  # news: the progress deadline starts over
+            t.progress_step = reported
+            t.progress_at = self.clock()
+            self._dirty = True
         if seen.step is not None and seen.live and t.curve.get(seen.step) != seen.live:
             t.curve[seen.step] = dict(seen.live)
             self._dirty = True  # progress is visible in the persisted state
@@ -326,6 +394,13 @@ class Controller:
                 EXIT_COMMAND_NOT_FOUND: "CommandNotFound",
                 EXIT_CANNOT_EXECUTE: "CommandNotExecutable",
             }.get(status.exit_code or 0, "Crashed")
+            if reason == "Crashed" and t.infra_errors < MAX_INFRA_ERRORS:
+                trouble = self._storage_trouble(t)
+                if trouble:
+                    self._wait_for_storage(
+                        t, f"exit code {status.exit_code} while {trouble}", relaunch=True
+                    )
+                    return
             self._fail_trial(
                 t,
                 Failure(
@@ -344,11 +419,72 @@ class Controller:
 
     def _prepare_relaunch(self, t: TrialState) -> None:
         """Run the current segment again from the trial's last committed checkpoint."""
-        latest = self.checkpoints(t.trial_id).latest()
-        if latest is not None and latest.resource >= t.segment.start:
-            t.restore_url = latest.url
         t.record.phase = "Running"
         t.handle = None
+        try:
+            latest = self.checkpoints(t.trial_id).latest()
+        except Exception as exc:  # storage outage: wait for it, never restart from scratch
+            self._wait_for_storage(
+                t, f"its checkpoints cannot be listed ({type(exc).__name__}: {exc})"
+            )
+            return
+        if latest is not None and latest.resource >= t.segment.start:
+            t.restore_url = latest.url
+
+    # ------------------------------------------------------------------ infrastructure
+
+    def _storage_trouble(self, t: TrialState) -> str:
+        """ "" when the trial's checkpoint storage answers, else what is wrong with it."""
+        try:
+            self.checkpoints(t.trial_id).list()
+        except Exception as exc:
+            return f"the checkpoint storage does not answer ({type(exc).__name__}: {exc})"
+        return ""
+
+    def _wait_for_storage(self, t: TrialState, why: str, relaunch: bool = False) -> None:
+        """Park `t` until storage answers: not a failure; no new decision meanwhile."""
+        if relaunch:
+            t.infra_errors += 1
+        t.record.phase = "Running"
+        t.handle = None
+        t.waiting = WAITING_FOR_STORAGE
+        self.storage_down = True
+        self._dirty = True
+        charged = (
+            f"not counted as a failure ({t.infra_errors} of {MAX_INFRA_ERRORS} such errors)"
+            if relaunch
+            else "waiting"
+        )
+        self.event(
+            t,
+            "InfrastructureError",
+            f"{why}; {charged}; it resumes from its last checkpoint once storage answers",
+        )
+
+    def _check_storage(self) -> None:
+        """Probe an unreachable storage (with backoff); when it answers, resume the waiters."""
+        if not self.storage_down or self.clock() < self.next_probe:
+            return
+        waiting = [t for t in self.active() if t.waiting]
+        probe = waiting[0] if waiting else next(iter(self.state.trials.values()), None)
+        trouble = self._storage_trouble(probe) if probe is not None else ""
+        if trouble:
+            delay = STORAGE_PROBE_DELAYS[min(self.probes_failed, len(STORAGE_PROBE_DELAYS) - 1)]
+            self.probes_failed += 1
+            self.next_probe = self.clock() + delay
+            return
+        self.storage_down = False
+        self.probes_failed = 0
+        for t in waiting:
+            t.waiting = ""
+            self._prepare_relaunch(t)
+            if t.waiting:  # failed again between the probe and the listing
+                continue
+            where = f"checkpoint {t.restore_url}" if t.restore_url else "scratch"
+            self.event(
+                t, "InfrastructureRecovered", f"storage answers again; resuming from {where}"
+            )
+            self._refresh(t)
 
     def _fail_trial(self, t: TrialState, failure: Failure) -> None:
         t.failure = failure
@@ -393,11 +529,14 @@ class Controller:
         self.executor.release(t.handle)
         t.handle = None
         self._dirty = True
+        self._touched.add(t.trial_id)
         self._remember_checkpoint(t)
         self._prune_checkpoints(t)
         self._refresh(t)
 
     def _decide(self) -> None:
+        if self.storage_down:
+            return  # decisions read and copy checkpoints: none until storage answers
         if any(
             t.handle is not None and t.record.phase != "Running" and t.trial_id not in self.held
             for t in self.active()
@@ -449,7 +588,10 @@ class Controller:
             return True
         t.handle = handle
         t.restored[t.segment_index] = step
+        t.progress_at = self.clock()  # the continued segment's deadline starts now
+        t.progress_step = step
         self._dirty = True
+        self._touched.add(t.trial_id)
         self.event(
             t,
             f"{action.reason.capitalize()}",
@@ -470,7 +612,15 @@ class Controller:
         t = self.state.trials[action.trial_id]
         ref = action.restore_from
         if ref is None or ref.trial_id == t.trial_id:
-            self._record_resume(t, action, self._own_restore_url(t, ref))
+            try:
+                url = self._own_restore_url(t, ref)
+            except Exception as exc:  # storage outage: the decision stands, the launch waits
+                self._record_resume(t, action, "")
+                self._wait_for_storage(
+                    t, f"its checkpoint cannot be looked up ({type(exc).__name__}: {exc})"
+                )
+                return
+            self._record_resume(t, action, url)
             self.event(
                 t, action.reason.capitalize(), f"to {self.spec.resource.metric}={action.stop_at}"
             )
@@ -612,19 +762,86 @@ class Controller:
         self.scheduler.restore([x.record for x in self.state.ordered()])
 
     def _launch_pending(self) -> None:
-        launched = False
-        for t in self.active():
-            if t.handle is not None or t.record.phase != "Running":
-                continue
+        ready = [
+            t
+            for t in self.active()
+            if t.handle is None and t.record.phase == "Running" and not t.waiting
+        ]
+        if not ready:
+            return
+        for t in ready:
+            t.launch_intent = t.segment_index
             t.restored[t.segment_index] = _checkpoint_step(t.restore_url)
+            self._touched.add(t.trial_id)
+        self._dirty = True
+        self._save()  # the intent is durable before any process exists
+        now = self.clock()
+        for t in ready:
             t.handle = self.executor.launch(self._env_for(t))
-            launched = True
-        if launched:
+            t.launch_intent = None
+            t.progress_at = now
+            t.progress_step = t.restored[t.segment_index]
+        self._dirty = True
+        self._save()
+
+    def _settle_launch_intents(self) -> None:
+        """After a restart: adopt the process of a segment whose launch was not recorded as
+        done, or launch it when none runs (never a second process for one segment)."""
+        adopt = getattr(self.executor, "adopt", None)
+        for t in self.active():
+            intent, t.launch_intent = t.launch_intent, None
+            if intent is None or t.handle is not None:
+                continue
             self._dirty = True
-            self._save()
+            self._touched.add(t.trial_id)
+            if intent != t.segment_index or t.record.phase != "Running":
+                continue
+            handle = adopt(self._env_for(t)) if adopt is not None else None
+            if handle is not None:
+                t.handle = handle
+                t.progress_at = t.progress_at or self.clock()
+                self.event(
+                    t,
+                    "Adopted",
+                    f"segment {intent} was started by the previous controller just before it "
+                    f"stopped; its process (pid {handle.get('pid', '?')}) still runs",
+                )
+            else:
+                self.event(
+                    t,
+                    "Relaunching",
+                    f"segment {intent} was about to start when the previous controller "
+                    "stopped; no process of it runs, starting it",
+                )
+            self._refresh(t)
+
+    def _repeat_stops(self) -> None:
+        """After a restart: ask again every segment whose end was decided but not seen (the
+        stop, and the executor's grace clock, died with the previous controller)."""
+        for t in self.active():
+            if t.handle is not None and t.record.phase != "Running":
+                self.executor.stop(t.handle)
+
+    def _reopen_if_budget_allows(self) -> None:
+        """A study that ended on its budget continues when the budget was raised since."""
+        budget = self.spec.budget
+        state = self.state
+        if state.phase == "Failed" and state.message.startswith("TooManyFailures"):
+            if state.failed > budget.max_failed_trials:
+                return
+            why = f"spec.budget.maxFailedTrials is now {budget.max_failed_trials}"
+        elif state.phase == "Completed" and len(state.trials) < budget.max_trials:
+            why = f"spec.budget.maxTrials is now {budget.max_trials}"
+        else:
+            return
+        was = state.message
+        state.phase, state.message, state.finished = "Running", "", 0.0
+        self._dirty = True
+        self.event(None, "StudyReopened", f"{why} (it ended with: {was})")
 
     def _env_for(self, t: TrialState) -> TrialEnv:
-        """The environment of the trial's current segment (a launch, or a continuation)."""
+        """The environment of `t`'s current segment, for a launch or a continuation (the same on
+        every call: adoption finds the process a previous controller started by it)."""
         seg = t.segment
         runtime = self.spec.runtime
         return TrialEnv(
@@ -679,7 +896,9 @@ class Controller:
 
     def _save(self) -> None:
         if self._dirty:
+            self.state.changed = self._touched | set(self.live)
             self.store.save(self.state)
+            self._touched = set()
             self._dirty = False
 
     # ------------------------------------------------------------------ control
@@ -708,8 +927,9 @@ class Controller:
             if t.handle is not None:
                 self.executor.stop(t.handle)
 
-    def drain(self, timeout: float = 60.0, poll_interval: float = 0.1) -> None:
-        """Stop every trial gracefully and record how each ended, so that a resume is exact."""
+    def drain(self, timeout: float = 60.0, poll_interval: float = 0.1, save: bool = True) -> None:
+        """Stop every trial gracefully and record how each ended, so that a resume is exact
+        (`save=False`: the state cannot be written; a resume finds them gone and resumes)."""
         self.stop_all()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -719,8 +939,9 @@ class Controller:
             for t in live:
                 self._poll(t)
             time.sleep(poll_interval)
-        self._dirty = True
-        self._save()
+        if save:
+            self._dirty = True
+            self._save()
 
     def run(self, interval: float, on_tick: Callable[[Controller], Any] | None = None) -> str:
         while not self.step():

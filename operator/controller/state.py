@@ -20,7 +20,7 @@ from kubetune.algorithms.base import CheckpointRef, Segment, TrialRecord
 @dataclass
 class Failure:
     reason: str  # CamelCase: Crashed, BadReport, CommandNotFound, CommandNotExecutable,
-    # ExitedEarly, MissingMetric, PreemptionBudget
+    # ExitedEarly, MissingMetric, PreemptionBudget, ProgressDeadlineExceeded
     message: str
     exit_code: int | None = None
 
@@ -42,6 +42,17 @@ class TrialState:
     # PBT exploits that could not be done (donor checkpoint gone, copies failing), each with
     # donor, resource, the member's own step and the reason; the member continued its own
     exploits_abandoned: list[dict[str, Any]] = field(default_factory=list)
+    # The progress deadline's clock: when the running segment last reported a step beyond
+    # `progress_step` (or was launched). A restarted controller keeps counting from here.
+    progress_at: float = 0.0
+    progress_step: int = 0
+    # Set (to the segment index) and persisted before the executor starts a segment, cleared
+    # once its handle is persisted: a controller that dies in between adopts or relaunches.
+    launch_intent: int | None = None
+    # Infrastructure (storage) errors this trial met that were not charged to it, and what it
+    # waits for now ("" when it is not waiting).
+    infra_errors: int = 0
+    waiting: str = ""
 
     @property
     def trial_id(self) -> str:
@@ -81,6 +92,9 @@ class StudyState:
     message: str = ""
     started: float = 0.0
     finished: float = 0.0
+    # Trial ids changed since the last save, kept by the controller: a store may write only
+    # these (None: unknown, write everything). Not persisted.
+    changed: set[str] | None = None
 
     def ordered(self) -> list[TrialState]:
         return sorted(self.trials.values(), key=lambda t: t.record.index)
@@ -218,6 +232,11 @@ def state_to_json(t: TrialState) -> dict[str, Any]:
             "events": t.events[-50:],
             "restored": {str(k): v for k, v in sorted(t.restored.items())},
             "exploitsAbandoned": t.exploits_abandoned,
+            "progressAt": t.progress_at,
+            "progressStep": t.progress_step,
+            "launchIntent": t.launch_intent,
+            "infraErrors": t.infra_errors,
+            "waiting": t.waiting,
         }
     )
     return out
@@ -240,4 +259,9 @@ def state_from_json(d: dict[str, Any]) -> TrialState:
         events=list(d.get("events", [])),
         restored={int(k): int(v) for k, v in (d.get("restored") or {}).items()},
         exploits_abandoned=list(d.get("exploitsAbandoned") or []),
+        progress_at=float(d.get("progressAt") or 0.0),
+        progress_step=int(d.get("progressStep") or 0),
+        launch_intent=None if d.get("launchIntent") is None else int(d["launchIntent"]),
+        infra_errors=int(d.get("infraErrors") or 0),
+        waiting=str(d.get("waiting") or ""),
     )

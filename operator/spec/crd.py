@@ -180,6 +180,25 @@ TRIAL_SCHEMA: dict[str, Any] = {
                         },
                     },
                 },
+                "progressAt": {
+                    "type": "number",
+                    "description": "When the running segment last reported a new step (Unix "
+                    "time): the progress deadline counts from here.",
+                },
+                "progressStep": {"type": "integer"},
+                "launchIntent": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "Segment being launched (recorded before its Job exists).",
+                },
+                "infraErrors": {
+                    "type": "integer",
+                    "description": "Crashes during infrastructure outages, not charged.",
+                },
+                "waiting": {
+                    "type": "string",
+                    "description": "What the trial waits for (e.g. StorageUnavailable).",
+                },
             },
         },
     },

@@ -161,6 +161,15 @@ class BudgetSpec:
         default=100,
         minimum=0,
     )
+    progress_deadline_seconds: int = spec_field(
+        "Seconds a running trial segment may go without reporting a new step before it is "
+        "stopped and the trial fails with ProgressDeadlineExceeded (a hung trial must not hold "
+        "its GPU and the study for ever). Counted from the segment's start, so it must cover "
+        "start-up (image pull, data loading) and the slowest step. 0: no deadline.",
+        default=3600,
+        minimum=0,
+        maximum=604800,
+    )
 
 
 @dataclass(kw_only=True)

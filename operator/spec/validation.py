@@ -136,8 +136,11 @@ def load_study_file(path: str | Path) -> list[LoadedStudy]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problem = getattr(exc, "problem", None) or str(exc)
-        error = SpecError(source, f"YAML syntax error at {where}: {problem}")
+        if isinstance(exc, yaml.reader.ReaderError):
+            where = f"character {exc.position + 1}"
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+        # One line: PyYAML's own messages span several, with a context a terminal would split.
+        error = SpecError(source, f"YAML syntax error at {where}: {' '.join(str(problem).split())}")
         raise StudyInvalid([error], source) from exc
     if not docs:
         raise StudyInvalid([SpecError(source, "no YAML document in file")], source)
@@ -156,6 +159,15 @@ def load_study_file(path: str | Path) -> list[LoadedStudy]:
     return loaded
 
 
+def error_line(source: str, error: SpecError) -> str:
+    """`file: path: reason`; a problem of the file as a whole (its path is the file) is
+    `file: reason`, not the file's name twice."""
+    line = str(error) if error.path == source else f"{source}: {error}"
+    # A key or value from the document may hold control characters (a newline, a carriage
+    # return, an escape sequence): shown escaped, so one problem stays one line.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
 def load_single_study(path: str, verb: str = "run") -> LoadedStudy | None:
     """The one Study of a file for a command that takes one (run, simulate); on any problem,
     every error is printed as `file: path: reason` on stderr and None is returned."""
@@ -163,7 +175,7 @@ def load_single_study(path: str, verb: str = "run") -> LoadedStudy | None:
         loaded = load_study_file(path)
     except StudyInvalid as exc:
         for error in exc.errors:
-            print(f"{path}: {error}", file=sys.stderr)
+            print(error_line(path, error), file=sys.stderr)
         return None
     if len(loaded) != 1:
         print(f"{path}: holds {len(loaded)} studies; {verb} one at a time", file=sys.stderr)

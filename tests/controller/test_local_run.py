@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.operator.backends.local.store import read_state
 from kubetune.trial.checkpoint import CheckpointStore, checkpoint_name
 
 TOY = Path(__file__).resolve().parents[1] / "fixtures" / "toy_trial.py"
@@ -90,7 +91,7 @@ def trials_of(out: Path) -> list[dict[str, Any]]:
 
 
 def state_of(out: Path) -> dict[str, Any]:
-    return json.loads((out / "state.json").read_text())
+    return read_state(out)
 
 
 def run_id(out: Path) -> str:
@@ -128,6 +129,17 @@ def test_asha_study_completes_and_promotions_resume_from_rung_checkpoint(tmp_pat
     assert summary["phase"] == "Completed"
     assert summary["best"]["resource"] == 9
     assert (out / "learning_curves.png").stat().st_size > 1000
+    # Named for what they are: most ASHA trials end paused at a rung, never promoted.
+    by_outcome: dict[str, set[str]] = {}
+    for t in trials:
+        by_outcome.setdefault(t["outcome"], set()).add(t["id"])
+    paused = {t["id"] for t in trials if t["phase"] == "Paused"}
+    assert paused and by_outcome["NotPromoted"] == paused
+    for t in trials:
+        if t["outcome"] == "NotPromoted":
+            rung = max(int(r) for r in t["results"])
+            assert t["outcomeDetail"] == f"paused at the rung step={rung} and never promoted"
+    assert summary["outcomes"] == {k: len(v) for k, v in by_outcome.items()}
 
     # Asynchronous ASHA promotes from the top floor(n/eta) *at the time* (tests/algorithms check
     # that rule decision by decision); over a study that can add up to more than floor(n/eta) of
@@ -280,7 +292,7 @@ def test_kill9_of_the_controller_and_restart_finish_with_the_same_trials(tmp_pat
         cwd=tmp_path,
     )
     # Kill it hard in the middle: after some trials were promoted.
-    _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 5)
+    _wait_for(lambda: (out / "state.jsonl").exists() and len(state_of(out)["trials"]) >= 5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     again = run_cli(study, out, "--quiet")
@@ -371,7 +383,7 @@ def test_ctrl_c_checkpoints_trials_and_the_same_command_resumes(tmp_path: Path) 
         "-q",
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
+    _wait_for(lambda: (out / "state.jsonl").exists() and len(state_of(out)["trials"]) >= 3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -427,7 +439,7 @@ def test_a_command_that_cannot_start_fails_its_trials_not_the_controller(
 def test_resume_and_fresh_together_are_refused_and_nothing_is_deleted(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    keep = out / "state.json"
+    keep = out / "state.jsonl"
     keep.write_text("{}")
     proc = run_cli(write(tmp_path, toy_study()), out, "--resume", "--fresh", "--quiet")
     assert proc.returncode == 2
@@ -495,7 +507,7 @@ def test_ctrl_c_ends_what_the_stopped_trials_forked(tmp_path: Path) -> None:
         [*cmd, "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True, cwd=tmp_path
     )
     try:
-        _wait_for(lambda: (out / "state.json").exists() and len(state_of(out)["trials"]) >= 3)
+        _wait_for(lambda: (out / "state.jsonl").exists() and len(state_of(out)["trials"]) >= 3)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr

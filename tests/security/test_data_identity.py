@@ -18,6 +18,7 @@ import yaml
 
 from kubetune.algorithms.base import Segment, TrialRecord
 from kubetune.operator.backends.k8s.handlers import delete_run_data
+from kubetune.operator.backends.local.store import read_state
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.executor import SegmentStatus
 from kubetune.operator.controller.metrics import Observation, WithDurableResults
@@ -126,11 +127,11 @@ def test_a_fresh_local_run_never_reads_an_earlier_runs_data(tmp_path: Path) -> N
 
     study.write_text(yaml.safe_dump(_study(storage, 0.25, 0.35)))
     run()
-    first = json.loads((out / "state.json").read_text())["runId"]
+    first = read_state(out)["runId"]
     # The same trial ids, a search space where loss >= (0.9 - 0.3)^2 = 0.36 for every trial.
     study.write_text(yaml.safe_dump(_study(storage, 0.9, 1.0)))
     run("--fresh")
-    second = json.loads((out / "state.json").read_text())["runId"]
+    second = read_state(out)["runId"]
     assert first != second
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoints"] == f"{storage.as_uri()}/fresh/{second}"

@@ -4,7 +4,12 @@ The first container of the Study's `trialTemplate` gives the command, args and p
 values; image, resources and the rest of the pod spec only matter in a cluster. Processes start
 in their own session so that a killed controller does not take them down: a restarted
 controller adopts them through the persisted handle (pid plus the trial's identity in
-/proc/<pid>/environ, so a reused pid is never mistaken for the trial).
+/proc/<pid>/environ, so a reused pid is never mistaken for the trial), or, when it died before
+the handle was persisted, by finding the segment's session leader by that identity (`adopt`).
+
+Two local stand-ins for what a kubelet does: a segment asked to stop gets the template's
+`terminationGracePeriodSeconds` (LOCAL_GRACE_S when unset) before its process group is
+SIGKILLed, and a log that outgrows its cap is cut, with a marker line, at each poll.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,10 @@ PLATFORM_SIGNALS = {signal.SIGTERM, signal.SIGKILL, signal.SIGINT}
 # Seconds the processes a trial left behind (its process group, once the trial's own process has
 # exited) get between SIGTERM and SIGKILL.
 LEFTOVER_GRACE_S = 3.0
+# Seconds a stopped segment gets to checkpoint and exit before SIGKILL, unless the trial template
+# sets terminationGracePeriodSeconds (Kubernetes' default of 30 s is long for a laptop run).
+LOCAL_GRACE_S = 10.0
+DEFAULT_MAX_LOG_BYTES = 50 * 1024 * 1024
 
 
 def tail(path: str | Path, lines: int = 20) -> str:
@@ -58,6 +68,58 @@ def _launch_error(argv: list[str], exc: OSError) -> tuple[int, str]:
     return EXIT_CANNOT_EXECUTE, f"cannot start {what!r}: {exc.strerror or exc}"
 
 
+def _log_marker(limit: int) -> bytes:
+    return (
+        f"\n--- kubetune: log capped at {limit} bytes (kubetune run --max-log-mib); output "
+        "past this point was dropped, except the latest lines below ---\n"
+    ).encode()
+
+
+def cap_log(path: str | Path, limit: int) -> bool:
+    """Cut a log longer than `limit` bytes back to its first `limit` bytes plus a marker line.
+
+    The trial writes with O_APPEND, so its next write lands after the marker: between two cuts
+    the log keeps the head, the marker and the latest output. True when it cut something.
+    """
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return False
+    marker = _log_marker(limit)
+    if size <= limit + len(marker):
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(limit)
+        f.seek(limit)
+        f.write(marker)
+    return True
+
+
+def _session_leaders_with(want: set[bytes]) -> list[int]:
+    """Pids of live session leaders whose environment holds every entry of `want`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] == "Z" or int(stat[3]) != pid:  # zombie, or not its session's leader
+                continue
+            environ = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+        except (OSError, IndexError, ValueError):
+            continue
+        if want <= environ:
+            found.append(pid)
+    return found
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _wait_group_gone(pgid: int, timeout: float) -> None:
     """Until no live process is left in group `pgid` (killed ones may linger a moment, and
     zombies stay members until their new parent reaps them), at most `timeout` seconds."""
@@ -71,8 +133,21 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
 
 
 class LocalExecutor:
-    def __init__(self, template: dict[str, Any], workdir: Path, run_dir: Path) -> None:
-        container = template["spec"]["containers"][0]
+    def __init__(
+        self,
+        template: dict[str, Any],
+        workdir: Path,
+        run_dir: Path,
+        *,
+        run_id: str = "",
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+    ) -> None:
+        pod = template["spec"]
+        container = pod["containers"][0]
+        grace = pod.get("terminationGracePeriodSeconds")
+        self.grace = float(grace) if grace is not None else LOCAL_GRACE_S
+        self.run_id = run_id
+        self.max_log_bytes = max_log_bytes
         self.command = [*container.get("command", []), *container.get("args", [])]
         self.static_env = {
             e["name"]: str(e["value"])
@@ -88,6 +163,9 @@ class LocalExecutor:
         self.leftovers: dict[int, float] = {}
         # Held processes released by the controller, which no longer polls them: reaped here.
         self.released: set[int] = set()
+        # Segments asked to stop: pid -> when to SIGKILL their process group.
+        self.stopping: dict[int, float] = {}
+        self.hurried: set[int] = set()  # ... and those whose grace a second Ctrl-C ended
 
     def _resolve(self, argv: list[str]) -> list[str]:
         # `python` in a Study means "the Python this controller runs on" locally, so that the
@@ -96,31 +174,52 @@ class LocalExecutor:
             return [sys.executable, *argv[1:]]
         return argv
 
-    def launch(self, env: TrialEnv) -> dict[str, Any]:
+    def _handle(self, env: TrialEnv) -> dict[str, Any]:
         name = f"{env.trial_id}-s{env.segment:03d}"
-        log = self.run_dir / "logs" / f"{name}.log"
-        port_file = self.run_dir / "ports" / f"{name}.port"
-        port_file.unlink(missing_ok=True)
-        env.metrics_port = 0
-        env.metrics_port_file = str(port_file)
-        control_dir = self.run_dir / "control" / name
-        if env.hold_seconds > 0:
-            control_dir.mkdir(parents=True, exist_ok=True)
-            env.control_dir = str(control_dir)
-        environ = {**os.environ, **self.static_env, **env.to_env()}
-        environ.setdefault("PYTHONUNBUFFERED", "1")
-        handle: dict[str, Any] = {
+        return {
             "pid": 0,
             "trial": env.trial_id,
             "segment": env.segment,
-            "log": str(log),
-            "portFile": str(port_file),
+            "run": env.run,
+            "log": str(self.run_dir / "logs" / f"{name}.log"),
+            "portFile": str(self.run_dir / "ports" / f"{name}.port"),
             "started": time.time(),
             # Continue in place: the channel of this process, and the segment it runs now
             # (later than `segment`, the one it was launched for, once continued).
-            "control": env.control_dir,
+            "control": str(self.run_dir / "control" / name) if env.hold_seconds > 0 else "",
             "current": env.segment,
         }
+
+    @staticmethod
+    def _identity(trial: str, segment: int, run: str) -> set[bytes]:
+        want = {f"KUBETUNE_TRIAL={trial}".encode(), f"KUBETUNE_SEGMENT={segment}".encode()}
+        if run:
+            want.add(f"KUBETUNE_RUN={run}".encode())
+        return want
+
+    def adopt(self, env: TrialEnv) -> dict[str, Any] | None:
+        """The handle of the segment's process if one runs (started by a controller that died
+        before it could persist the handle), else None."""
+        leaders = _session_leaders_with(self._identity(env.trial_id, env.segment, env.run))
+        if not leaders:
+            return None
+        handle = self._handle(env)
+        handle["pid"] = min(leaders)
+        handle["adopted"] = True
+        return handle
+
+    def launch(self, env: TrialEnv) -> dict[str, Any]:
+        handle = self._handle(env)
+        log = Path(handle["log"])
+        port_file = Path(handle["portFile"])
+        port_file.unlink(missing_ok=True)
+        env.metrics_port = 0
+        env.metrics_port_file = str(port_file)
+        if handle["control"]:
+            Path(handle["control"]).mkdir(parents=True, exist_ok=True)
+            env.control_dir = handle["control"]
+        environ = {**os.environ, **self.static_env, **env.to_env()}
+        environ.setdefault("PYTHONUNBUFFERED", "1")
         argv = self._resolve(self.command)
         with open(log, "ab") as out:
             out.write(f"--- kubetune: segment {env.segment} of {env.trial_id}\n".encode())
@@ -161,10 +260,7 @@ class LocalExecutor:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             return False
-        want = {
-            f"KUBETUNE_TRIAL={handle['trial']}".encode(),
-            f"KUBETUNE_SEGMENT={handle['segment']}".encode(),
-        }
+        want = self._identity(handle["trial"], int(handle["segment"]), handle.get("run", ""))
         return want <= set(environ)
 
     def poll(self, handle: dict[str, Any]) -> SegmentStatus:
@@ -178,15 +274,45 @@ class LocalExecutor:
         pid = int(handle["pid"])
         proc = self.children.get(pid)
         url = self._metrics_url(handle)
+        notices = self._notices(handle)
+        killed = self._kill_if_overdue(pid)
+        if killed and pid in self.hurried:
+            notices.append(("Killed", "a second Ctrl-C: its process group was SIGKILLed"))
+        elif killed:
+            notices.append(
+                (
+                    "Killed",
+                    f"did not exit within {self.grace:g} s of SIGTERM "
+                    "(terminationGracePeriodSeconds); its process group was SIGKILLed",
+                )
+            )
         if proc is None:
             # Adopted from a previous controller: no exit code to read, only liveness.
+            if killed:  # init reaps it; see it gone before saying so
+                _wait_until(lambda: not self._is_ours(handle), LEFTOVER_GRACE_S)
             if self._is_ours(handle):
-                return SegmentStatus("running", metrics_url=url, held_at=self._held(handle))
-            return SegmentStatus("lost", log_tail=tail(handle["log"]), metrics_url=url)
-        code = proc.poll()
+                return SegmentStatus(
+                    "running", metrics_url=url, held_at=self._held(handle), notices=tuple(notices)
+                )
+            if killed:
+                return SegmentStatus(
+                    "exited",
+                    exit_code=-signal.SIGKILL,
+                    preempted=True,
+                    log_tail=tail(handle["log"]),
+                    metrics_url=url,
+                    notices=tuple(notices),
+                )
+            return SegmentStatus(
+                "lost", log_tail=tail(handle["log"]), metrics_url=url, notices=tuple(notices)
+            )
+        code = proc.wait() if killed else proc.poll()
         if code is None:
-            return SegmentStatus("running", metrics_url=url, held_at=self._held(handle))
+            return SegmentStatus(
+                "running", metrics_url=url, held_at=self._held(handle), notices=tuple(notices)
+            )
         del self.children[pid]
+        self.stopping.pop(pid, None)
         self._end_group(pid)
         if self._continued_unread(handle):
             # It gave up holding just as it was continued: it never ran the continued segment,
@@ -199,6 +325,7 @@ class LocalExecutor:
             preempted=preempted,
             log_tail=tail(handle["log"]),
             metrics_url=url,
+            notices=tuple(notices),
         )
 
     def _held(self, handle: dict[str, Any]) -> int | None:
@@ -244,6 +371,32 @@ class LocalExecutor:
         if pid in self.children:
             self.released.add(pid)  # reaped by `_sweep`: the controller no longer polls it
 
+    def _notices(self, handle: dict[str, Any]) -> list[tuple[str, str]]:
+        """Cap the segment's log; say so once per segment (the handle remembers)."""
+        if not cap_log(handle["log"], self.max_log_bytes) or handle.get("logCapped"):
+            return []
+        handle["logCapped"] = True
+        mib = self.max_log_bytes / (1024 * 1024)
+        return [
+            (
+                "LogCapped",
+                f"{handle['log']} passed {mib:g} MiB (kubetune run --max-log-mib); later "
+                "output is dropped except the latest lines",
+            )
+        ]
+
+    def _kill_if_overdue(self, pid: int) -> bool:
+        """SIGKILL the group of a segment that outlived its grace after SIGTERM."""
+        deadline = self.stopping.get(pid)
+        if deadline is None or time.monotonic() < deadline:
+            return False
+        del self.stopping[pid]
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
     def stop(self, handle: dict[str, Any]) -> None:
         # SIGTERM to the trial's own process only, as Kubernetes does to a container's: its
         # helpers (e.g. DataLoader workers) must live while it saves its checkpoint; they are
@@ -254,6 +407,15 @@ class LocalExecutor:
         if pid in self.children or self._is_ours(handle):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+            self.stopping.setdefault(pid, time.monotonic() + self.grace)
+
+    def hurry(self) -> None:
+        """End the grace of every segment asked to stop: the next poll SIGKILLs what still runs
+        (a second Ctrl-C)."""
+        now = time.monotonic()
+        for pid in self.stopping:
+            self.stopping[pid] = now
+            self.hurried.add(pid)
 
     def _end_group(self, pgid: int) -> None:
         """The trial's own process has exited (and been reaped): end what it left running.

@@ -72,8 +72,17 @@ class Progress:
             self._print(f"{now - self.started:7.1f}s  status {self.status_line(controller)}")
 
     def final(self, controller: Controller, files: list[Path]) -> None:
+        from kubetune.operator.report.files import outcomes
+
         state = controller.state
         self._print(f"study {state.phase}: {state.message}")
         self._print(self.status_line(controller))
+        counts = outcomes(state, self.study.spec.resource.metric)
+        if "NotPromoted" in counts:
+            self._print(
+                "trials: "
+                + ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+                + " (NotPromoted: paused at a rung, never promoted)"
+            )
         for path in files:
             self._print(f"  wrote {path}")

@@ -87,6 +87,18 @@ def job_of(pod: dict[str, Any]) -> str:
     return ""
 
 
+def waiting_to_run(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """The Job is not training now: suspended (Kueue admits it later), no pod yet, or its newest
+    pod (a replacement after a preemption, say) still Pending. Such time does not count against
+    the progress deadline."""
+    if (job.get("spec") or {}).get("suspend"):
+        return True
+    if not pods:
+        return True
+    newest = max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    return (newest.get("status") or {}).get("phase") in (None, "Pending")
+
+
 class K8sExecutor:
     def __init__(
         self,
@@ -239,7 +251,7 @@ class K8sExecutor:
                 h["state"] = "launched"  # created before a restart lost the state change
             elif h.get("stopping"):
                 return self._ended(h, SegmentStatus("exited", exit_code=EXIT_PREEMPTED))
-            return SegmentStatus("running")
+            return SegmentStatus("running", queued=True)  # waits for a free slot
         job = self.jobs.get(h["job"])
         if job is None:
             if h.get("stopping"):
@@ -263,7 +275,12 @@ class K8sExecutor:
                     "exited", exit_code=0, preemptions_absorbed=count, preemption_message=message
                 ),
             )
-        return SegmentStatus("running", preemptions_absorbed=count, preemption_message=message)
+        return SegmentStatus(
+            "running",
+            preemptions_absorbed=count,
+            preemption_message=message,
+            queued=waiting_to_run(job, pods),
+        )
 
     def _new_disruptions(
         self, h: dict[str, Any], job: dict[str, Any], pods: list[dict[str, Any]]

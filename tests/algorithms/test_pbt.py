@@ -231,3 +231,26 @@ def test_population_of_random_configs_is_valid() -> None:
         a = s.suggest(True)
         assert isinstance(a, NewTrial) and in_space(a.params)
     assert np.unique([s.searcher.config(i)["lr"] for i in range(16)]).size == 16
+
+
+@pytest.mark.parametrize(("ranking", "expected"), [("sameStep", "continue"), ("latest", "exploit")])
+def test_a_laggard_is_ranked_like_with_like(ranking: str, expected: str) -> None:
+    """t0003 decides at step 4 with the best step-4 value of all; the others have since trained
+    to step 8 and report lower losses there. Ranked at the same step it is the leader and
+    continues; ranked by latest results it is last and copies."""
+    s = make(population_size=4, quantile=0.25, ranking=ranking)
+    fill(s, [0.5, 0.6, 0.7, 0.4])
+    resumed = [s.suggest(True) for _ in range(3)]  # t0000..t0002 continue to step 8 ...
+    assert [a.trial_id for a in resumed if isinstance(a, Resume)] == ["t0000", "t0001", "t0002"]
+    for i, loss in enumerate([0.2, 0.25, 0.3]):  # ... and report better values there
+        assert s.on_report(trial_id_for(i), 8, {"loss": loss}) == Decision.PAUSE
+    decision = s.suggest(True)  # t0003, the least advanced, decides at step 4
+    assert isinstance(decision, Resume) and decision.trial_id == "t0003"
+    assert decision.reason == expected
+
+
+def test_no_exploit_before_burn_in() -> None:
+    s = make(population_size=4, quantile=0.25, burn_in=5)
+    fill(s, [0.1, 0.2, 0.3, 0.9])
+    decisions = [s.suggest(True) for _ in range(4)]
+    assert all(isinstance(a, Resume) and a.reason == "continue" for a in decisions)

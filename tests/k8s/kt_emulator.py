@@ -1,7 +1,8 @@
 """kmock's KubernetesEmulator with the API-server semantics the operator relies on.
 
 Adds: metadata.uid/creationTimestamp/namespace/generation, a numeric resourceVersion bumped on
-every write, 201 on create, 409 on conflicts, 422 on a failed JSON-patch `test`, JSON and merge
+every write, 201 on create, 409 on conflicts (an existing name, or a patch whose
+metadata.resourceVersion is not the object's), 422 on a failed JSON-patch `test`, JSON and merge
 patches, status-subresource writes, generation bumped on spec changes, finalizers with
 deletionTimestamp (Foreground deletion holds the object with the `foregroundDeletion`
 finalizer), label selectors on lists and watches, list `kind`, and watches that resume after
@@ -51,6 +52,7 @@ def match_labels(selector: str, labels: dict[str, str]) -> bool:
 class ApiServer(kmock.KubernetesEmulator):
     rv: int = attrs.field(default=0, init=False)
     writes: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
+    conflicts: int = attrs.field(default=0, init=False)  # 409s answered to stale writes
 
     def _bump(self) -> str:
         self.rv += 1
@@ -154,6 +156,16 @@ class ApiServer(kmock.KubernetesEmulator):
         except (jsonpatch.JsonPatchTestFailed, jsonpatch.JsonPatchConflict) as exc:
             return 422, {"reason": "Invalid", "message": str(exc)}
         new_meta = new.setdefault("metadata", {})
+        wanted = new_meta.get("resourceVersion")
+        if wanted and wanted != meta.get("resourceVersion"):
+            # A patch that sets metadata.resourceVersion is a precondition (optimistic
+            # concurrency), as on a real API server.
+            self.conflicts += 1
+            return 409, {
+                "reason": "Conflict",
+                "message": f"Operation cannot be fulfilled on {request.name}: the object has "
+                "been modified; please apply your changes to the latest version and try again",
+            }
         for k in ("uid", "creationTimestamp", "namespace", "name"):
             if k in meta:
                 new_meta[k] = meta[k]

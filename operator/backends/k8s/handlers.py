@@ -64,7 +64,12 @@ WARNING_REASONS = {
     "ExploitRetrying",
     "ExploitAbandoned",
     "TrialRecreated",
+    "TrialWriteConflict",
 }
+JSON_PATCH = "application/json-patch+json"
+# Attempts of one status write (each after a conflict and a re-read) before the pass gives up;
+# the next pass tries again.
+STATUS_ATTEMPTS = 5
 
 
 # Study fields that name a URL: honoured by `kubetune run` (the user runs that process), never by
@@ -144,7 +149,11 @@ class StudyRunner:
         self.metrics_source: CachedStudyMetrics | None = None
         self.layout: CheckpointLayout | None = None
         self.store: TrialStore | None = None
-        self.status_written = ""
+        self.status_written = ""  # the last status written (its canonical text)
+        self.written_status: dict[str, Any] | None = None
+        # The Study's resourceVersion as last seen (first event, our writes' answers, re-reads
+        # after a conflict): the precondition of the next status write.
+        self.resource_version = str(body["metadata"].get("resourceVersion") or "")
         self.conditions: dict[str, dict[str, Any]] = {
             c["type"]: dict(c) for c in (body.get("status") or {}).get("conditions") or []
         }
@@ -230,8 +239,10 @@ class StudyRunner:
         with self.lock:
             self.again = False
         try:
-            if not (self.done and self.meta.get("generation") == self.generation):
-                self.done = self.tick()  # an ended study waits for a new spec
+            if self.done and self.meta.get("generation") == self.generation:
+                self.write_status()  # an ended study waits for a new spec; its status is kept
+            else:
+                self.done = self.tick()
         except Exception:
             log.exception("reconciling %s/%s", self.namespace, self.name)
         finally:
@@ -263,6 +274,14 @@ class StudyRunner:
                 "TrialRecreated",
                 "its Trial object was deleted while the study runs; re-created from the "
                 "operator's record (delete the Study to stop it)",
+            )
+        for conflict in self.store.take_conflicts() if self.store is not None else []:
+            self.settings.metrics.conflicts.labels(kind="Trial").inc(conflict.attempts - 1)
+            self._on_event(
+                conflict.trial_id,
+                "TrialWriteConflict",
+                f"its Trial {conflict.part} was changed by another writer; re-read and "
+                f"written again from the operator's record ({conflict.attempts} attempts)",
             )
         self.settings.metrics.cpu.inc(time.thread_time() - cpu)
         self.settings.metrics.reconcile.observe(time.perf_counter() - started)
@@ -482,16 +501,75 @@ class StudyRunner:
                 gauges.trials.labels(study=self.name, phase=phase).set(n)
 
     def write_status(self) -> None:
+        """Write the status, rebuilt whole, if it differs from what the Study holds.
+
+        The write replaces `status` (a JSON patch, so a key the builder no longer produces goes
+        too) and carries the resourceVersion last seen: on 409 Conflict the Study is re-read
+        and the status rebuilt and written again. A write that still fails is retried by the
+        next pass (even of an ended Study), so no count outlives the facts it described.
+        """
         self._update_gauges()
-        status = self.status()
-        key = repr(sorted(status.items()))
-        if key == self.status_written:
-            return
-        try:
-            self.api.patch("Study", self.namespace, self.name, {"status": status}, sub="status")
+        for attempt in range(1, STATUS_ATTEMPTS + 1):
+            status = self.status()
+            key = repr(sorted(status.items()))
+            if key == self.status_written:
+                return
+            ops: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
+            if self.resource_version:
+                ops.insert(
+                    0,
+                    {
+                        "op": "replace",
+                        "path": "/metadata/resourceVersion",
+                        "value": self.resource_version,
+                    },
+                )
+            try:
+                result = self.api.request(
+                    "PATCH",
+                    self.api.path("Study", self.namespace, self.name, "status"),
+                    body=ops,
+                    content_type=JSON_PATCH,
+                )
+            except ApiError as exc:
+                if exc.status == 409 and attempt < STATUS_ATTEMPTS:
+                    self.settings.metrics.conflicts.labels(kind="Study").inc()
+                    self._reread()
+                    continue
+                log.warning("writing status of %s: %s", self.name, exc)
+                return
             self.status_written = key
+            self.written_status = status
+            self._remember_version(result)
+            return
+
+    def _reread(self) -> None:
+        """After a conflict: the Study's current resourceVersion (the status is rebuilt from
+        the controller's state, so nothing else of it is needed)."""
+        try:
+            fresh = self.api.get("Study", self.namespace, self.name)
         except ApiError as exc:
-            log.warning("writing status of %s: %s", self.name, exc)
+            log.warning("re-reading %s after a conflict: %s", self.name, exc)
+            return
+        self._remember_version(fresh)
+
+    def _remember_version(self, obj: Any) -> None:
+        if isinstance(obj, dict):
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if version:
+                self.resource_version = str(version)
+
+    def saw(self, body: Any) -> None:
+        """kopf delivered the Study as it is now. If its status is not the one we last wrote
+        (another writer, e.g. a stale replica, or a write of ours that failed), the next pass
+        writes ours again, whole."""
+        self.body = body
+        # The resourceVersion is not taken from here: an event queued before our last write
+        # would set it back (a needless conflict). Our writes' answers and re-reads set it.
+        status = dict(body.get("status") or {})
+        if self.written_status is not None and status != self.written_status:
+            self.status_written = ""
+            self.request()
 
 
 def reconcile_study(settings: OperatorSettings, body: Any) -> None:
@@ -501,7 +579,7 @@ def reconcile_study(settings: OperatorSettings, body: Any) -> None:
     runner = settings.runners.get(key)
     if runner is None or runner.uid != str(meta.get("uid") or ""):
         runner = settings.runners[key] = StudyRunner(settings, body)  # new, or re-created
-    runner.body = body
+    runner.saw(body)
     runner.request()
 
 
@@ -578,7 +656,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         runner = ours.runners.get(f"{meta.get('namespace') or 'default'}/{meta['name']}")
         known = runner is not None and runner.uid == meta.get("uid")
         if known and runner is not None and runner.generation == meta.get("generation"):
-            return  # e.g. our own status write: the timer and the Jobs' events drive passes
+            # e.g. our own status write: the timer and the Jobs' events drive passes; a status
+            # someone else wrote is replaced by ours
+            runner.saw(body)
+            return
         reconcile_study(ours, body)
 
     @kopf.timer(GROUP, VERSION, "studies", interval=settings.interval, registry=registry)

@@ -36,3 +36,9 @@ class OperatorMetrics:
             ["study"],
             registry=r,
         )
+        self.conflicts = Counter(
+            "kubetune_operator_write_conflicts",
+            "Writes answered 409 Conflict (another writer changed the object) and retried",
+            ["kind"],
+            registry=r,
+        )

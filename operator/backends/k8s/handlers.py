@@ -10,9 +10,11 @@ No thread belongs to a Study. Passes run in one pool (`OperatorSettings.workers`
 Studies), asked for by a change to the Study, to one of its Jobs or Pods (kopf event handlers
 filtered on the `kubetune.io/study` label), and by a timer every `OperatorSettings.interval`
 seconds, which catches what produces no Kubernetes event (a milestone reported through
-Prometheus or object storage). kopf's handlers only ask and return: a handler that ran a pass
-would hold up kopf's processing of that object's later events (a budget patch would wait behind
-it). Passes of one Study never overlap; a request during a pass queues one more.
+Prometheus or object storage). A pass reads its Jobs and Pods from kopf's indexes (cache.py),
+not from the API; every `OperatorSettings.resync` seconds it lists them and compares. kopf's
+handlers only ask and return: a handler that ran a pass would hold up kopf's processing of that
+object's later events (a budget patch would wait behind it). Passes of one Study never overlap;
+a request during a pass queues one more.
 
 Live spec changes: `spec.budget.parallelism`, `maxTrials`, `maxFailedTrials` and
 `maxPreemptions` take effect on the next pass (see K8sExecutor for how a lowered parallelism
@@ -39,6 +41,7 @@ from typing import Any
 import kopf
 
 from kubetune.operator.backends.k8s.api import ApiError, KubeApi
+from kubetune.operator.backends.k8s.cache import Indexes, StudyObjects, index_entry
 from kubetune.operator.backends.k8s.executor import K8sExecutor
 from kubetune.operator.backends.k8s.jobs import LABEL_STUDY
 from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
@@ -65,6 +68,7 @@ WARNING_REASONS = {
     "ExploitAbandoned",
     "TrialRecreated",
     "TrialWriteConflict",
+    "IndexDrift",
 }
 JSON_PATCH = "application/json-patch+json"
 # Attempts of one status write (each after a conflict and a re-read) before the pass gives up;
@@ -105,6 +109,10 @@ class OperatorSettings:
     workers: int = 8
     # Shortest time between the end of a Study's pass and the start of its next one.
     min_gap: float = 0.2
+    # Seconds between two listings of a Study's Jobs and Pods from the API, compared with the
+    # indexes a pass otherwise reads (the safety net under the watch streams).
+    resync: float = 300.0
+    indexes: Indexes = field(default_factory=Indexes)
     api: KubeApi | None = None
     runners: dict[str, StudyRunner] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
@@ -164,6 +172,9 @@ class StudyRunner:
         self.scheduled = False  # a pass is queued or running
         self.last_end = 0.0  # monotonic time the last pass ended
         self.done = False
+        self.objects = StudyObjects(
+            self.api, self.namespace, self.name, settings.indexes, settings.resync
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -264,7 +275,19 @@ class StudyRunner:
             return False
         started = time.perf_counter()
         cpu = time.thread_time()
-        self.executor.begin_pass()
+        snapshot = self.objects.read()
+        if snapshot.listed:
+            self.settings.metrics.lists.inc()
+        if snapshot.drift is not None:
+            self.settings.metrics.index_drift.inc()
+            self._on_event(
+                "",
+                "IndexDrift",
+                f"the operator's index of this Study's Jobs and Pods disagreed with the API: "
+                f"{snapshot.drift.describe()}; its passes list them from the API until a "
+                "resync finds the index in agreement",
+            )
+        self.executor.begin_pass(snapshot.jobs, snapshot.pods)
         if self.metrics_source is not None:
             self.metrics_source.refresh()
         done = self.controller.step()
@@ -641,8 +664,29 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     ours = settings
 
+    # The indexes passes read their Jobs and Pods from (cache.py). Coroutines: kopf runs them
+    # on its loop, no thread hop per watch event.
+    @kopf.index(
+        "batch",
+        "v1",
+        "jobs",
+        id="study_jobs",
+        labels={LABEL_STUDY: kopf.PRESENT},
+        registry=registry,
+    )
+    async def study_jobs(body: Any, **_: Any) -> dict[Any, Any]:
+        return index_entry(body)
+
+    @kopf.index(
+        "", "v1", "pods", id="study_pods", labels={LABEL_STUDY: kopf.PRESENT}, registry=registry
+    )
+    async def study_pods(body: Any, **_: Any) -> dict[Any, Any]:
+        return index_entry(body)
+
     @kopf.on.startup(registry=registry)
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        # kopf hands its (read-only, live) indexes to handlers only; keep them for the passes.
+        ours.indexes.jobs, ours.indexes.pods = kwargs["study_jobs"], kwargs["study_pods"]
         settings.posting.level = logging.WARNING
         settings.persistence.finalizer = "kubetune.io/cleanup"
         if ours.peering_priority:

@@ -42,3 +42,14 @@ class OperatorMetrics:
             ["kind"],
             registry=r,
         )
+        self.lists = Counter(
+            "kubetune_operator_object_lists",
+            "Passes that listed a Study's Jobs and Pods from the API (resync, or a distrusted "
+            "index) instead of reading kopf's index",
+            registry=r,
+        )
+        self.index_drift = Counter(
+            "kubetune_operator_index_drift",
+            "Resyncs that found a Study's index of Jobs and Pods disagreeing with the API",
+            registry=r,
+        )

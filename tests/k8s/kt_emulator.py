@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import datetime
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +24,9 @@ import attrs
 import jsonpatch
 import kmock
 from kmock._internal import enums, rendering
+
+# User-Agent prefix -> caller, for `ApiServer.calls`.
+AGENTS = (("kopf", "kopf"), ("kubetune-operator", "operator"), ("kt-kubelet", "kubelet"))
 
 
 def _now() -> str:
@@ -53,6 +58,9 @@ class ApiServer(kmock.KubernetesEmulator):
     rv: int = attrs.field(default=0, init=False)
     writes: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
     conflicts: int = attrs.field(default=0, init=False)  # 409s answered to stale writes
+    calls: Counter[tuple[str, str]] = attrs.field(factory=Counter, init=False)
+    # (time, caller, what, name) of every write, when a benchmark sets it to a list
+    timeline: list[tuple[float, str, str, str]] | None = attrs.field(default=None, init=False)
 
     def _bump(self) -> str:
         self.rv += 1
@@ -75,7 +83,25 @@ class ApiServer(kmock.KubernetesEmulator):
             status=status,
         )
 
+    def count(self, request: rendering.Request) -> None:
+        """Count the call by caller (User-Agent) and what it did: `calls["operator", "list
+        jobs"]`, `calls["kopf", "watch pods"]`."""
+        agent = str(request.headers.get("User-Agent") or "")
+        who = next((name for prefix, name in AGENTS if agent.startswith(prefix)), "other")
+        parts = request.url.path.strip("/").split("/")
+        plural = request.resource.plural if request.resource is not None else parts[-1]
+        verb = str(getattr(request.method, "value", request.method) or "").lower()
+        if request.params.get("watch") in ("true", "1"):
+            verb = "watch"
+        elif verb == "get" and request.name is None:
+            verb = "list"
+        what = f"{verb} {plural}" + (f"/{request.subresource}" if request.subresource else "")
+        self.calls[who, what] += 1
+        if self.timeline is not None and verb in ("post", "patch", "put", "delete"):
+            self.timeline.append((time.time(), who, what, request.name or ""))
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self.count(request)
         if request.resource is None or request.action not in (
             enums.action.CREATE,
             enums.action.UPDATE,

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from kubetune.operator.spec.model import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):
@@ -150,6 +151,31 @@ class KubeApi:
     ) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
             "PATCH", self.path(kind, namespace, name, sub), body=patch, content_type=MERGE_PATCH
+        )
+        return result
+
+    def replace_part(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        part: str,
+        value: dict[str, Any],
+        *,
+        resource_version: str = "",
+    ) -> dict[str, Any]:
+        """Replace the object's `part` ("spec", or "status" through its subresource) whole: a
+        JSON patch, so keys the new value lacks are gone too. With `resource_version` the write
+        happens only if the object still has it; otherwise the API server answers 409 Conflict
+        (ApiError), and the caller re-reads."""
+        ops: list[dict[str, Any]] = [{"op": "add", "path": f"/{part}", "value": value}]
+        if resource_version:
+            ops.insert(
+                0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+            )
+        sub = "status" if part == "status" else ""
+        result: dict[str, Any] = self.request(
+            "PATCH", self.path(kind, namespace, name, sub), body=ops, content_type=JSON_PATCH
         )
         return result
 

@@ -70,7 +70,6 @@ WARNING_REASONS = {
     "TrialWriteConflict",
     "IndexDrift",
 }
-JSON_PATCH = "application/json-patch+json"
 # Attempts of one status write (each after a conflict and a re-read) before the pass gives up;
 # the next pass tries again.
 STATUS_ATTEMPTS = 5
@@ -537,22 +536,14 @@ class StudyRunner:
             key = repr(sorted(status.items()))
             if key == self.status_written:
                 return
-            ops: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
-            if self.resource_version:
-                ops.insert(
-                    0,
-                    {
-                        "op": "replace",
-                        "path": "/metadata/resourceVersion",
-                        "value": self.resource_version,
-                    },
-                )
             try:
-                result = self.api.request(
-                    "PATCH",
-                    self.api.path("Study", self.namespace, self.name, "status"),
-                    body=ops,
-                    content_type=JSON_PATCH,
+                result = self.api.replace_part(
+                    "Study",
+                    self.namespace,
+                    self.name,
+                    "status",
+                    status,
+                    resource_version=self.resource_version,
                 )
             except ApiError as exc:
                 if exc.status == 409 and attempt < STATUS_ATTEMPTS:

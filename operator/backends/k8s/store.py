@@ -37,7 +37,6 @@ from kubetune.operator.controller.state import (
 )
 from kubetune.operator.spec.model import API_VERSION
 
-JSON_PATCH = "application/json-patch+json"
 SPEC_KEYS = ("index", "params", "bracket", "segments")
 # Attempts of one write before it is given up for this pass (the next pass tries again): each
 # conflict means another writer changed the Trial between our re-read and our write.
@@ -197,16 +196,12 @@ class TrialStore:
         re-read the Trial and write again (ApiError 404 when it is gone, 409 after
         CONFLICT_ATTEMPTS)."""
         name = trial_name(self.study_name, trial_id)
-        path = self.api.path("Trial", self.namespace, name, "status" if part == "status" else "")
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             version = str((self.objects[trial_id].get("metadata") or {}).get("resourceVersion", ""))
-            ops: list[dict[str, Any]] = [{"op": "add", "path": f"/{part}", "value": value}]
-            if version:
-                ops.insert(
-                    0, {"op": "replace", "path": "/metadata/resourceVersion", "value": version}
-                )
             try:
-                result = self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+                result = self.api.replace_part(
+                    "Trial", self.namespace, name, part, value, resource_version=version
+                )
             except ApiError as exc:
                 if exc.status != 409 or attempt == CONFLICT_ATTEMPTS:
                     raise

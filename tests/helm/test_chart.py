@@ -25,7 +25,7 @@ CUSTOM_KINDS = {"PodMonitor", "ServiceMonitor", "KopfPeering", "ClusterKopfPeeri
 
 # The exact RBAC rules the operator gets (apiGroup, resource) -> verbs.
 NAMESPACED_RULES = {
-    ("kubetune.io", "studies"): ["list", "watch", "patch"],
+    ("kubetune.io", "studies"): ["get", "list", "watch", "patch"],
     ("kubetune.io", "studies/status"): ["patch"],
     ("kubetune.io", "trials"): ["get", "list", "create", "patch", "delete"],
     ("kubetune.io", "trials/status"): ["patch"],

@@ -133,7 +133,9 @@ async def one_run(n: int, trials: int, timeout: float, workdir: Path) -> dict[st
     emu.timeline = []
     async with emu, kmock.Server(emu) as server:
         host = str(server.url).rstrip("/")
-        kubelet = TestKubelet(host, workdir, {}, inline=toy_trial.run, period=0.1).start()
+        kubelet = TestKubelet(
+            host, workdir, {}, inline=toy_trial.run, period=0.1, skip_succeeded=True
+        ).start()
         operator = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "k8s" / "kt_operator_proc.py"), host],
             stdout=subprocess.DEVNULL,

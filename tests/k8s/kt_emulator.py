@@ -5,8 +5,8 @@ every write, 201 on create, 409 on conflicts (an existing name, or a patch whose
 metadata.resourceVersion is not the object's), 422 on a failed JSON-patch `test`, JSON and merge
 patches, status-subresource writes, generation bumped on spec changes, finalizers with
 deletionTimestamp (Foreground deletion holds the object with the `foregroundDeletion`
-finalizer), label selectors on lists and watches, list `kind`, and watches that resume after
-the requested resourceVersion instead of replaying everything.
+finalizer), label selectors on lists and watches, field selectors on lists, list `kind`, and
+watches that resume after the requested resourceVersion instead of replaying everything.
 """
 
 from __future__ import annotations
@@ -49,6 +49,26 @@ def match_labels(selector: str, labels: dict[str, str]) -> bool:
             if term[1:] in labels:
                 return False
         elif term not in labels:
+            return False
+    return True
+
+
+# Field-selector names that are not the field's path (as the API server maps them for Jobs).
+FIELD_ALIASES = {"status.successful": "status.succeeded"}
+
+
+def match_fields(selector: str, obj: dict[str, Any]) -> bool:
+    """A field selector (`status.successful!=1,metadata.name=x`) on dotted paths; a missing
+    field compares as ""."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        path, value = term.split("!=" if negate else "=", 1)
+        path = FIELD_ALIASES.get(path.strip(), path.strip())
+        have: Any = obj
+        for key in path.split("."):
+            have = have.get(key) if isinstance(have, dict) else None
+        equal = str("" if have is None else have) == value.strip().lstrip("=")
+        if equal == negate:
             return False
     return True
 
@@ -219,6 +239,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _matching(self, request: rendering.Request) -> list[dict[str, Any]]:
         selector = request.params.get("labelSelector", "")
+        fields = request.params.get("fieldSelector", "")
         out = []
         for (resource, ns, _name), obj in self._objects.items():
             if resource != request.resource or obj.deleted:
@@ -227,6 +248,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 continue
             raw = obj.last.raw
             if selector and not match_labels(selector, raw.get("metadata", {}).get("labels") or {}):
+                continue
+            if fields and not match_fields(fields, raw):
                 continue
             out.append(copy.deepcopy(raw))
         return out

@@ -76,7 +76,7 @@ async def test_operator_killed_five_times_makes_the_decisions_of_an_uninterrupte
     cluster: Cluster, tmp_path: Path
 ) -> None:
     storage = f"file://{tmp_path / 'checkpoints'}"
-    kubelet = cluster.start_kubelet({}, inline=toy_trial.run)
+    kubelet = cluster.start_kubelet({}, inline=toy_trial.run, period=0.1, skip_succeeded=True)
     operator = cluster.start_operator_process(*OPERATOR_ARGS)
     reference = await run_all(cluster, "ref", storage)
     await wait_for(lambda: all_ended(cluster, reference), 300, "the uninterrupted run")

@@ -84,6 +84,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "through Prometheus or storage is seen",
     )
     p.add_argument(
+        "--resync",
+        type=float,
+        default=300.0,
+        help="seconds between two listings of a Study's Jobs and Pods from the API; passes "
+        "otherwise read them from the operator's watch-fed index (a safety net: drift is an "
+        "IndexDrift event)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=8,
@@ -161,6 +169,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         s3_endpoint_url=args.s3_endpoint_url,
         interval=args.interval,
         workers=args.workers,
+        resync=args.resync,
         peering_priority=args.priority or random.SystemRandom().randint(1, 2**30),
         trial_policy=trial_policy(args.trial_policy),
         storage_access=storage_access(args.storage_access),

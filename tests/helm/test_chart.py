@@ -25,7 +25,7 @@ CUSTOM_KINDS = {"PodMonitor", "ServiceMonitor", "KopfPeering", "ClusterKopfPeeri
 
 # The exact RBAC rules the operator gets (apiGroup, resource) -> verbs.
 NAMESPACED_RULES = {
-    ("kubetune.io", "studies"): ["list", "watch", "patch"],
+    ("kubetune.io", "studies"): ["get", "list", "watch", "patch"],
     ("kubetune.io", "studies/status"): ["patch"],
     ("kubetune.io", "trials"): ["get", "list", "create", "patch", "delete"],
     ("kubetune.io", "trials/status"): ["patch"],
@@ -243,6 +243,7 @@ def test_custom_deployment(custom_docs: list[dict[str, Any]]) -> None:
         "--peering=kt-kubetune",  # two replicas: kopf peering
         "--interval=2.5",
         "--workers=32",
+        "--resync=600",
         '--trial-policy={"allowNodeName":false,"allowedSecrets":["wandb-*"],'
         '"allowedServiceAccounts":["trainer"],"level":"restricted",'
         '"namespaces":{"team-b":{"allowNodeName":true,"level":"baseline"}}}',
@@ -276,7 +277,7 @@ def test_operator_reads_the_rendered_policy_and_endpoints(
     args = parser.parse_args(container(custom_docs)["args"][1:])
     settings = cli.settings_from_args(args)
     assert settings.prometheus_endpoints == {"team-b": "http://prometheus.team-b.svc:9090"}
-    assert (settings.interval, settings.workers) == (2.5, 32)
+    assert (settings.interval, settings.workers, settings.resync) == (2.5, 32, 600)
     strict = TemplatePolicy(
         level="restricted", allowed_service_accounts=("trainer",), allowed_secrets=("wandb-*",)
     )

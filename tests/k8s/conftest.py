@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -66,19 +66,22 @@ class Cluster:
         self.workdir = workdir
         self.api = KubeApi.connect(host)
         self.kubelet: TestKubelet | None = None
-        self.operators: list[tuple[asyncio.Task[Any], OperatorSettings]] = []
+        self.operators: list[tuple[threading.Thread, threading.Event, OperatorSettings]] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
 
     def start_kubelet(
         self,
         secrets: dict[str, dict[str, str]],
         env: dict[str, str] | None = None,
         namespace: str = "default",
+        **kw: Any,
     ) -> TestKubelet:
         """The kubelet, and `secrets` as Secret objects of `namespace` (the operator reads a
-        Study's storage credentials from there)."""
+        Study's storage credentials from there); `inline=toy_trial.run` runs pods as threads
+        (see kt_kubelet)."""
         for name, values in secrets.items():
             self.add_secret(namespace, name, values)
-        self.kubelet = TestKubelet(self.host, self.workdir, secrets, env).start()
+        self.kubelet = TestKubelet(self.host, self.workdir, secrets, env, **kw).start()
         return self.kubelet
 
     def add_secret(self, namespace: str, name: str, values: dict[str, str]) -> None:
@@ -92,23 +95,42 @@ class Cluster:
         }
 
     def start_operator(self, **kwargs: Any) -> OperatorSettings:
+        """An operator in this process, on its own thread and event loop: kopf cancels every
+        task of its loop when it stops, which must never be the emulator's."""
         settings = OperatorSettings(host=self.host, interval=kwargs.pop("interval", 0.1), **kwargs)
         registry = kopf.OperatorRegistry()
         register(registry, settings)
-        task = asyncio.create_task(
-            kopf.operator(registry=registry, clusterwide=True, standalone=True)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=asyncio.run,
+            args=(
+                kopf.operator(registry=registry, clusterwide=True, standalone=True, stop_flag=stop),
+            ),
+            name="kopf-operator",
+            daemon=True,
         )
-        self.operators.append((task, settings))
+        thread.start()
+        self.operators.append((thread, stop, settings))
         return settings
 
     async def kill_operator(self) -> None:
-        """Cancel the operator task at once (and stop its daemon threads' loops)."""
-        for task, settings in self.operators:
+        """Stop the operator at once: no new pass starts (a pass in flight ends its writes)."""
+        for thread, stop, settings in self.operators:
             settings.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 10)
+            stop.set()
+            await asyncio.to_thread(thread.join, 30)
         self.operators.clear()
+
+    def start_operator_process(
+        self, *args: str, stats: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """The operator as its own process (kt_operator_proc.py); SIGKILL it to crash it."""
+        cmd = [sys.executable, str(Path(__file__).parent / "kt_operator_proc.py"), self.host]
+        if stats is not None:
+            cmd += ["--stats", str(stats)]
+        proc = subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.processes.append(proc)
+        return proc
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -148,6 +170,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             yield c
         finally:
             await c.kill_operator()
+            for proc in c.processes:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(30)
             if c.kubelet is not None:
                 await asyncio.to_thread(c.kubelet.stop)
 

@@ -1,18 +1,21 @@
 """kmock's KubernetesEmulator with the API-server semantics the operator relies on.
 
 Adds: metadata.uid/creationTimestamp/namespace/generation, a numeric resourceVersion bumped on
-every write, 201 on create, 409 on conflicts, 422 on a failed JSON-patch `test`, JSON and merge
+every write, 201 on create, 409 on conflicts (an existing name, or a patch whose
+metadata.resourceVersion is not the object's), 422 on a failed JSON-patch `test`, JSON and merge
 patches, status-subresource writes, generation bumped on spec changes, finalizers with
 deletionTimestamp (Foreground deletion holds the object with the `foregroundDeletion`
-finalizer), label selectors on lists and watches, list `kind`, and watches that resume after
-the requested resourceVersion instead of replaying everything.
+finalizer), label selectors on lists and watches, field selectors on lists, list `kind`, and
+watches that resume after the requested resourceVersion instead of replaying everything.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +24,9 @@ import attrs
 import jsonpatch
 import kmock
 from kmock._internal import enums, rendering
+
+# User-Agent prefix -> caller, for `ApiServer.calls`.
+AGENTS = (("kopf", "kopf"), ("kubetune-operator", "operator"), ("kt-kubelet", "kubelet"))
 
 
 def _now() -> str:
@@ -47,10 +53,34 @@ def match_labels(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
+# Field-selector names that are not the field's path (as the API server maps them for Jobs).
+FIELD_ALIASES = {"status.successful": "status.succeeded"}
+
+
+def match_fields(selector: str, obj: dict[str, Any]) -> bool:
+    """A field selector (`status.successful!=1,metadata.name=x`) on dotted paths; a missing
+    field compares as ""."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        path, value = term.split("!=" if negate else "=", 1)
+        path = FIELD_ALIASES.get(path.strip(), path.strip())
+        have: Any = obj
+        for key in path.split("."):
+            have = have.get(key) if isinstance(have, dict) else None
+        equal = str("" if have is None else have) == value.strip().lstrip("=")
+        if equal == negate:
+            return False
+    return True
+
+
 @attrs.define(kw_only=True)
 class ApiServer(kmock.KubernetesEmulator):
     rv: int = attrs.field(default=0, init=False)
     writes: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
+    conflicts: int = attrs.field(default=0, init=False)  # 409s answered to stale writes
+    calls: Counter[tuple[str, str]] = attrs.field(factory=Counter, init=False)
+    # (time, caller, what, name) of every write, when a benchmark sets it to a list
+    timeline: list[tuple[float, str, str, str]] | None = attrs.field(default=None, init=False)
 
     def _bump(self) -> str:
         self.rv += 1
@@ -73,7 +103,25 @@ class ApiServer(kmock.KubernetesEmulator):
             status=status,
         )
 
+    def count(self, request: rendering.Request) -> None:
+        """Count the call by caller (User-Agent) and what it did: `calls["operator", "list
+        jobs"]`, `calls["kopf", "watch pods"]`."""
+        agent = str(request.headers.get("User-Agent") or "")
+        who = next((name for prefix, name in AGENTS if agent.startswith(prefix)), "other")
+        parts = request.url.path.strip("/").split("/")
+        plural = request.resource.plural if request.resource is not None else parts[-1]
+        verb = str(getattr(request.method, "value", request.method) or "").lower()
+        if request.params.get("watch") in ("true", "1"):
+            verb = "watch"
+        elif verb == "get" and request.name is None:
+            verb = "list"
+        what = f"{verb} {plural}" + (f"/{request.subresource}" if request.subresource else "")
+        self.calls[who, what] += 1
+        if self.timeline is not None and verb in ("post", "patch", "put", "delete"):
+            self.timeline.append((time.time(), who, what, request.name or ""))
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self.count(request)
         if request.resource is None or request.action not in (
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -154,6 +202,16 @@ class ApiServer(kmock.KubernetesEmulator):
         except (jsonpatch.JsonPatchTestFailed, jsonpatch.JsonPatchConflict) as exc:
             return 422, {"reason": "Invalid", "message": str(exc)}
         new_meta = new.setdefault("metadata", {})
+        wanted = new_meta.get("resourceVersion")
+        if wanted and wanted != meta.get("resourceVersion"):
+            # A patch that sets metadata.resourceVersion is a precondition (optimistic
+            # concurrency), as on a real API server.
+            self.conflicts += 1
+            return 409, {
+                "reason": "Conflict",
+                "message": f"Operation cannot be fulfilled on {request.name}: the object has "
+                "been modified; please apply your changes to the latest version and try again",
+            }
         for k in ("uid", "creationTimestamp", "namespace", "name"):
             if k in meta:
                 new_meta[k] = meta[k]
@@ -181,6 +239,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _matching(self, request: rendering.Request) -> list[dict[str, Any]]:
         selector = request.params.get("labelSelector", "")
+        fields = request.params.get("fieldSelector", "")
         out = []
         for (resource, ns, _name), obj in self._objects.items():
             if resource != request.resource or obj.deleted:
@@ -189,6 +248,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 continue
             raw = obj.last.raw
             if selector and not match_labels(selector, raw.get("metadata", {}).get("labels") or {}):
+                continue
+            if fields and not match_fields(fields, raw):
                 continue
             out.append(copy.deepcopy(raw))
         return out

@@ -8,23 +8,34 @@ the pod's `DisruptionTarget` condition and sends SIGTERM, and since the operator
 podFailurePolicy ignores that condition, a replacement pod is started (the Job controller's
 part). A Job being deleted (deletionTimestamp, foreground) gets its process SIGTERMed; once it
 exited the Job's finalizer is removed.
+
+Inline mode (`inline=toy_trial.run`, for the scale benchmark and the soak test): instead of a
+process per pod, the trial's training loop runs in a thread of this process with the pod's
+environment, through the real SDK (checkpoints, durable results); SIGTERM reaches the SDK's
+preemption flag. The container's command is not run, so only Studies of the toy trial fit.
+Thousands of pods then cost threads, not interpreter start-ups.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from kubetune.operator.backends.k8s.api import ApiError, KubeApi
 from kubetune.operator.backends.k8s.executor import condition
+from kubetune.trial import Trial
+from kubetune.trial.env import TrialEnv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,9 +44,77 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+InlineTarget = Callable[[Trial, Mapping[str, str]], None]
+
+
+class _ThreadStdout(io.TextIOBase):
+    """sys.stdout in inline mode: what a trial's thread prints goes to its pod's log."""
+
+    def __init__(self, original: TextIO) -> None:
+        self.original = original
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        out = getattr(self.local, "log", None) or self.original
+        return out.write(text)
+
+    def flush(self) -> None:
+        out = getattr(self.local, "log", None) or self.original
+        out.flush()
+
+
+class InlineRun:
+    """A pod's container as a thread (Popen's poll/wait/send_signal)."""
+
+    pid = 0
+
+    def __init__(self, target: InlineTarget, env: dict[str, str], log: Path, out: Any) -> None:
+        self.target, self.env, self.log, self.out = target, env, log, out
+        self.code: int | None = None
+        self.trial: Trial | None = None
+        self.terminated = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"pod-{log.stem}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        code = 1
+        with open(self.log, "w") as log:
+            self.out.local.log = log
+            try:
+                self.trial = Trial(TrialEnv.from_env(self.env), serve_metrics=False)
+                if self.terminated:
+                    self.trial._on_sigterm(signal.SIGTERM, None)
+                self.target(self.trial, self.env)
+                self.trial.close()  # as finish() does: the background upload commits first
+                code = self.trial.exit_code()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc(file=log)
+            finally:
+                self.out.local.log = None
+                self.code = code
+                self._done.set()
+
+    def poll(self) -> int | None:
+        return self.code if self._done.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._done.wait(timeout)
+        return self.poll()
+
+    def send_signal(self, sig: int) -> None:
+        """SIGTERM: the SDK's preemption flag (the loop saves and ends); SIGKILL cannot stop a
+        thread, so it does the same."""
+        self.terminated = True
+        if self.trial is not None:
+            self.trial._on_sigterm(sig, None)
+
+
 class Proc:
     def __init__(
-        self, pod: str, job: str, ns: str, popen: subprocess.Popen[bytes], log: Path
+        self, pod: str, job: str, ns: str, popen: subprocess.Popen[bytes] | InlineRun, log: Path
     ) -> None:
         self.pod = pod
         self.job = job
@@ -45,6 +124,12 @@ class Proc:
         self.disrupted = False
         self.deleting = False
 
+    def signal(self, sig: int) -> None:
+        if isinstance(self.popen, InlineRun):
+            self.popen.send_signal(sig)
+        else:
+            os.killpg(self.popen.pid, sig)
+
 
 class TestKubelet:
     def __init__(
@@ -53,8 +138,19 @@ class TestKubelet:
         workdir: Path,
         secrets: dict[str, dict[str, str]] | None = None,
         env: dict[str, str] | None = None,
+        *,
+        inline: InlineTarget | None = None,
+        period: float = 0.05,
+        skip_succeeded: bool = False,
     ) -> None:
-        self.api = KubeApi.connect(host)
+        self.api = KubeApi.connect(host, user_agent="kt-kubelet")
+        self.inline = inline
+        self.period = period  # seconds between two syncs with the API
+        # List only Jobs not yet succeeded (a field selector): thousands of finished Jobs then
+        # cost the kubelet nothing. Not for tests that delete finished Jobs (their finalizer
+        # would never be removed).
+        self.skip_succeeded = skip_succeeded
+        self.stdout: _ThreadStdout | None = None
         self.workdir = workdir
         self.secrets = secrets or {}
         self.extra_env = env or {}
@@ -65,11 +161,16 @@ class TestKubelet:
         self.exit_times: list[float] = []
         self.exit_codes: dict[str, int] = {}  # pod name -> the process's exit status
         self.start_times: list[float] = []
+        # (time, namespace, Job, Trial) of each Job whose end (Complete/Failed) was written
+        self.finished: list[tuple[float, str, str, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="test-kubelet", daemon=True)
         self.errors: list[str] = []
 
     def start(self) -> TestKubelet:
+        if self.inline is not None:
+            self.stdout = _ThreadStdout(sys.stdout)
+            sys.stdout = self.stdout  # type: ignore[assignment]
         self._thread.start()
         return self
 
@@ -78,8 +179,10 @@ class TestKubelet:
         self._thread.join(10)
         for p in self.procs.values():
             if p.popen.poll() is None:
-                os.killpg(p.popen.pid, signal.SIGKILL)
-                p.popen.wait()
+                p.signal(signal.SIGKILL)
+                p.popen.wait(30)
+        if self.stdout is not None and sys.stdout is self.stdout:
+            sys.stdout = self.stdout.original
 
     def preempt(self, job: str) -> None:
         self.preempt_requests.append(job)
@@ -92,24 +195,25 @@ class TestKubelet:
                 self._sync()
             except Exception as exc:  # keep running; tests assert on outcomes
                 self.errors.append(repr(exc))
-            self._stop.wait(0.05)
+            self._stop.wait(self.period)
 
-    def _list(self, path: str) -> list[dict[str, Any]]:
-        data = self.api.request("GET", path)
+    def _list(self, path: str, query: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        data = self.api.request("GET", path, query=query)
         items: list[dict[str, Any]] = data.get("items") or []
         return items
 
     def _sync(self) -> None:
+        query = {"fieldSelector": "status.successful!=1"} if self.skip_succeeded else None
         jobs = {
             (j["metadata"]["namespace"], j["metadata"]["name"]): j
-            for j in self._list("/apis/batch/v1/jobs")
+            for j in self._list("/apis/batch/v1/jobs", query)
         }
         # processes whose Job vanished (deleted without foreground): kill
         for p in list(self.procs.values()):
             job = jobs.get((p.ns, p.job))
             if job is None or (job["metadata"].get("deletionTimestamp") and not p.deleting):
                 if p.popen.poll() is None:
-                    os.killpg(p.popen.pid, signal.SIGTERM)
+                    p.signal(signal.SIGTERM)
                 p.deleting = True
         while self.preempt_requests:
             target = self.preempt_requests.pop(0)
@@ -132,7 +236,7 @@ class TestKubelet:
                             }
                         },
                     )
-                    os.killpg(p.popen.pid, signal.SIGTERM)
+                    p.signal(signal.SIGTERM)
         for name, p in list(self.procs.items()):
             code = p.popen.poll()
             if code is None:
@@ -201,6 +305,14 @@ class TestKubelet:
                 env[e["name"]] = self.secrets[ref["name"]][ref["key"]]
         env["KUBETUNE_METRICS_PORT"] = "0"  # every pod has its own IP in a cluster; not here
         log = self.workdir / f"{pod_name}.log"
+        if self.inline is not None:
+            assert self.stdout is not None
+            pod_env = {e["name"]: env[e["name"]] for e in container.get("env") or []}
+            run = InlineRun(self.inline, {**self.extra_env, **pod_env}, log, self.stdout)
+            self.procs[pod_name] = Proc(pod_name, jname, ns, run, log)
+            self.started.append(pod_name)
+            self.start_times.append(time.time())
+            return
         with open(log, "wb") as out:
             popen = subprocess.Popen(
                 argv,
@@ -288,3 +400,5 @@ class TestKubelet:
         self.handled.add((p.ns, name))
         with contextlib.suppress(ApiError):
             self.api.patch("Job", p.ns, name, {"status": status}, sub="status")
+            trial = str(job["metadata"].get("labels", {}).get("kubetune.io/trial", ""))
+            self.finished.append((time.time(), p.ns, name, trial))

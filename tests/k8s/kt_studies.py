@@ -7,6 +7,8 @@ from typing import Any
 
 from conftest import Cluster
 
+from kubetune.operator.backends.k8s.handlers import OperatorSettings
+
 SECRETS = {"s3-creds": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
 
 
@@ -77,3 +79,15 @@ def endpoints(s3: tuple[str, str], prom: tuple[str, str] | None = None) -> dict[
 def phase(cluster: Cluster, name: str) -> str:
     study = cluster.study(name) or {}
     return str((study.get("status") or {}).get("phase") or "")
+
+
+def passes(settings: OperatorSettings) -> int:
+    """How many passes the operator has run (all Studies): the operator's own histogram."""
+    return int(
+        sum(
+            sample.value
+            for metric in settings.metrics.reconcile.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_count")
+        )
+    )

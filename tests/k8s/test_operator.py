@@ -11,6 +11,7 @@ import pytest
 from conftest import Cluster, wait_for
 from kt_studies import SECRETS, data_prefix, endpoints, phase, toy_study
 
+from kubetune.operator.backends.k8s.jobs import job_name
 from kubetune.trial.checkpoint import CheckpointStore
 
 pytestmark = pytest.mark.slow
@@ -209,6 +210,8 @@ async def test_asha_study_trains_the_real_torch_model(
     promoted = [t for t in trials if len(t["spec"]["segments"]) > 1]
     assert promoted, "eta=2 over 4 trials promotes at least one"
     endpoint, _ = s3_server
+    kubelet = cluster.kubelet
+    assert kubelet is not None
     for t in promoted:
         tid = t["spec"]["trialId"]
         seg = t["spec"]["segments"][1]
@@ -221,6 +224,29 @@ async def test_asha_study_trains_the_real_torch_model(
         latest = store.latest()
         assert latest is not None and latest.segment >= 1
         assert latest.resource == max(map(int, results))
+        # Each promoted segment's own pod restored this trial's rung checkpoint (the SDK's
+        # restore step, with the checkpoint's URL and step) and the example resumed from that
+        # epoch; the first segment's pod started from scratch.
+        fresh = _pod_log(cluster, job_name("digits-asha", tid, 0))
+        assert RESTORED.search(fresh) is None, fresh
+        assert t["status"]["restored"]["0"] == 0
+        for index, later in enumerate(t["spec"]["segments"][1:], start=1):
+            start = later["start"]
+            assert later["restoreFrom"] == {"trial": tid, "resource": start}
+            assert t["status"]["restored"][str(index)] == start, t["status"]["restored"]
+            log = _pod_log(cluster, job_name("digits-asha", tid, index))
+            found = RESTORED.search(log)
+            assert found is not None, log
+            assert int(found.group(2)) == start > 0
+            assert found.group(1).startswith(store.url.rstrip("/") + "/")
+            assert f"resumed from epoch {start}\n" in log
+
+
+RESTORED = re.compile(r"restored (\S+) \(step (\d+)\)")
+
+
+def _pod_log(cluster: Cluster, job: str) -> str:
+    """The log of the only pod the kubelet started for `job`."""
     assert cluster.kubelet is not None
-    logs = "".join(p.read_text() for p in cluster.workdir.glob("*.log"))
-    assert "resumed from epoch" in logs
+    (pod,) = [p for p in cluster.kubelet.started if p.rsplit("-", 1)[0] == job]
+    return (cluster.workdir / f"{pod}.log").read_text()

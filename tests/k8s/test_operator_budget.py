@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import Cluster, wait_for
-from kt_studies import SECRETS, data_prefix, endpoints, phase, toy_study
+from kt_studies import SECRETS, data_prefix, endpoints, passes, phase, toy_study
 
 from kubetune.operator.backends.k8s.executor import condition
 from kubetune.operator.backends.k8s.jobs import job_name, trial_name
@@ -33,7 +34,7 @@ STEPS = 20  # resource max: one segment of STEPS steps per trial (random search 
 RESTORED = re.compile(r"restored (\S+) \(step (\d+)\)")
 
 
-def budget_study(name: str, s3: tuple[str, str], **budget: Any) -> dict[str, Any]:
+def budget_study(name: str, s3: tuple[str, str], gate: Path, **budget: Any) -> dict[str, Any]:
     study = toy_study(name, s3, None)
     spec = study["spec"]
     spec["resource"]["max"] = STEPS
@@ -42,8 +43,12 @@ def budget_study(name: str, s3: tuple[str, str], **budget: Any) -> dict[str, Any
     del spec["checkpoint"]["deleteOnCompletion"]
     del spec["metrics"]
     container = spec["trialTemplate"]["spec"]["containers"][0]
-    # 20 steps of 0.2 s: the first trial must outlast the raise-and-lower below on a slow box
-    container["env"] = [{"name": "TOY_SLEEP", "value": "0.2"}]
+    # Held after their first step while the gate file exists: the trials outlast the raise and
+    # the lower below however slow the machine, and the test opens the gate when it is done.
+    container["env"] = [
+        {"name": "TOY_SLEEP", "value": "0.05"},
+        {"name": "TOY_GATE", "value": str(gate)},
+    ]
     del container["resources"]
     return study
 
@@ -114,25 +119,36 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
     endpoint, _ = s3_server
     name = "budget"
     kubelet = cluster.start_kubelet(SECRETS)
-    cluster.start_operator(**endpoints(s3_server))
-    study = budget_study(name, s3_server, maxTrials=3, parallelism=1)
+    settings = cluster.start_operator(**endpoints(s3_server))
+    gate = cluster.workdir / "gate"
+    gate.write_text("hold")
+    study = budget_study(name, s3_server, gate, maxTrials=3, parallelism=1)
     await cluster.call(cluster.api.create, "Study", "default", study)
+    prefix = ""
     sampler = Concurrency(cluster, kubelet, name)
     sampling = asyncio.create_task(sampler.run())
     try:
         first = job_name(name, "t0000", 0)
         await wait_for(lambda: started(kubelet, first), 120, "the first trial running")
-        await asyncio.sleep(0.5)  # parallelism 1 holds: no second Job while the first runs
+        # parallelism 1 holds: the operator has passed over the running study twice since
+        # (each pass would have started a second trial) and created no second Trial or Job
+        seen = passes(settings)
+        await wait_for(lambda: passes(settings) >= seen + 2, 120, "two more passes")
         assert len(cluster.trials(name)) == 1
+        assert len(cluster.jobs(name)) == 1
 
-        # raise: two more Jobs run next to the first one
+        # raise: two more Jobs run next to the first one (all three held at their first step)
         sampler.stage = "raised"
         await patch_budget(cluster, name, parallelism=3)
         surplus = [job_name(name, f"t000{i}", 0) for i in (1, 2)]
         await wait_for(
             lambda: all(started(kubelet, j) for j in [first, *surplus]), 120, "3 trials running"
         )
-        await asyncio.sleep(0.3)  # a checkpoint or two committed, none of them done
+        prefix = data_prefix(cluster, name)
+        for job in surplus:  # each surplus trial committed its first checkpoint
+            tid = job.removeprefix(f"{name}-").split("-")[0]
+            store = CheckpointStore(f"{prefix}/{tid}", endpoint)
+            await wait_for(store.latest, 120, f"a checkpoint of {tid}")
         assert sampler.procs["raised"] == 3 and sampler.jobs["raised"] == 3, sampler.procs
         assert len(cluster.trials(name)) == 3
 
@@ -144,11 +160,12 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
         )
         await wait_for(lambda: len(active_jobs(cluster, name)) <= 1, 120, "surplus Jobs deleted")
         sampler.stage = "lowered"
-        # The lowest-index trial was left alone: still running, or (on a slow machine, where
-        # its 20 steps may end during the waits above) finished in its only pod with exit 0.
-        await wait_for(lambda: ran_through(kubelet, first), 5, "the first trial left running")
+        # The lowest-index trial was left alone: still running (held by the gate) in its pod.
+        assert ran_through(kubelet, first), (pods_of(kubelet, first), kubelet.exit_codes)
+        assert started(kubelet, first)
 
-        # raise maxTrials: the study grows beyond its original 3 trials
+        # open the gate and raise maxTrials: the study grows beyond its original 3 trials
+        gate.unlink()
         await patch_budget(cluster, name, maxTrials=5)
         await wait_for(lambda: phase(cluster, name) in ("Completed", "Failed"), 240, "study end")
     finally:
@@ -169,7 +186,6 @@ async def test_patching_parallelism_and_max_trials_on_a_running_study(
     assert status["observedGeneration"] == 4  # create + three patches of the spec
     trials = {t["spec"]["trialId"]: t for t in cluster.trials(name)}
     assert sorted(trials) == [f"t000{i}" for i in range(5)]
-    prefix = data_prefix(cluster, name)
     for tid, t in trials.items():
         assert t["status"]["phase"] == "Completed", t["status"]
         assert t["status"]["resource"] == STEPS

@@ -48,6 +48,14 @@ class FakeApi:
         obj.update(copy.deepcopy(patch))
         return copy.deepcopy(obj)
 
+    def replace_part(
+        self, kind: str, namespace: str, name: str, part: str, value: dict[str, Any], **_: Any
+    ) -> dict[str, Any]:
+        self.calls.append(("patch", kind))
+        obj = self.objects.setdefault((kind, namespace, name), {"metadata": {"name": name}})
+        obj[part] = copy.deepcopy(value)
+        return copy.deepcopy(obj)
+
     def delete(self, kind: str, namespace: str, name: str, **_: Any) -> bool:
         self.calls.append(("delete", kind))
         return self.objects.pop((kind, namespace, name), None) is not None

@@ -76,7 +76,7 @@ app.kubernetes.io/component: operator
 RBAC rules on namespaced resources: what the operator reads and writes in a watched namespace.
 Exactly the verbs the code uses (tests/helm/test_rbac_usage.py compares them with the KubeApi
 calls in operator/backends/k8s/): Studies are listed, watched and patched by kopf (finalizer,
-progress) and their status is patched; Trials are created, read, listed, patched and deleted;
+progress), read again after a status write met a conflict, and their status is patched; Trials are created, read, listed, patched and deleted;
 Jobs are created, read, listed, watched and deleted (never patched); pods are listed and watched
 (phases, preemption, failure messages come from the pod status, not logs); a change to a Study's
 Job or Pod wakes its pass at once (kopf watches them); core/v1 events are created. Peering rules
@@ -85,7 +85,7 @@ are added where the namespaced peering is used.
 {{- define "kubetune.namespacedRules" -}}
 - apiGroups: ["kubetune.io"]
   resources: ["studies"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["kubetune.io"]
   resources: ["studies/status"]
   verbs: ["patch"]

@@ -8,6 +8,7 @@ built-in kinds and custom resources, and one place to count API calls (the bench
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -17,6 +18,7 @@ from urllib.parse import quote
 from kubetune.operator.spec.model import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):
@@ -53,15 +55,35 @@ def load_api_client(host: str = "") -> Any:
     return client.ApiClient()
 
 
+USER_AGENT = "kubetune-operator"
+
+
+def call_label(method: str, path: str) -> str:
+    """`list jobs`, `get studies`, `patch trials/status`, ...: what a call did, for counting."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:
+        rest = parts[-1:]
+    verb = method.lower()
+    if verb == "get" and len(rest) == 1:
+        verb = "list"
+    return f"{verb} {rest[0]}" + (f"/{rest[2]}" if len(rest) > 2 else "")
+
+
 class KubeApi:
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, user_agent: str = USER_AGENT) -> None:
         self.client = api_client
-        self.calls: Counter[str] = Counter()
+        # The API server's audit log (and the tests' emulator) tells our calls from kopf's.
+        with contextlib.suppress(AttributeError):
+            self.client.user_agent = user_agent
+        self.calls: Counter[str] = Counter()  # by HTTP method
+        self.requests: Counter[str] = Counter()  # by `call_label`
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, host: str = "") -> KubeApi:
-        return cls(load_api_client(host))
+    def connect(cls, host: str = "", user_agent: str = USER_AGENT) -> KubeApi:
+        return cls(load_api_client(host), user_agent)
 
     def path(self, kind: str, namespace: str, name: str = "", sub: str = "") -> str:
         prefix, plural = RESOURCES[kind]
@@ -85,6 +107,7 @@ class KubeApi:
 
         with self._lock:
             self.calls[method] += 1
+            self.requests[call_label(method, path)] += 1
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             resp = self.client.call_api(
@@ -129,6 +152,31 @@ class KubeApi:
     ) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
             "PATCH", self.path(kind, namespace, name, sub), body=patch, content_type=MERGE_PATCH
+        )
+        return result
+
+    def replace_part(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        part: str,
+        value: dict[str, Any],
+        *,
+        resource_version: str = "",
+    ) -> dict[str, Any]:
+        """Replace the object's `part` ("spec", or "status" through its subresource) whole: a
+        JSON patch, so keys the new value lacks are gone too. With `resource_version` the write
+        happens only if the object still has it; otherwise the API server answers 409 Conflict
+        (ApiError), and the caller re-reads."""
+        ops: list[dict[str, Any]] = [{"op": "add", "path": f"/{part}", "value": value}]
+        if resource_version:
+            ops.insert(
+                0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+            )
+        sub = "status" if part == "status" else ""
+        result: dict[str, Any] = self.request(
+            "PATCH", self.path(kind, namespace, name, sub), body=ops, content_type=JSON_PATCH
         )
         return result
 

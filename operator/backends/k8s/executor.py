@@ -1,9 +1,10 @@
 """The Kubernetes executor: one `batch/v1` Job per run segment, observed through the API.
 
-Reads are batched: `begin_pass()` lists the study's Jobs and Pods (two label-selected calls);
+Reads are batched: `begin_pass(jobs, pods)` takes the study's Jobs and Pods as the handler read
+them (from kopf's indexes, see cache.py; without them it lists, two label-selected calls);
 every `poll()` in the controller's pass then answers from that snapshot (metrics come from the
-Prometheus source, refreshed once per pass by the handler). So a pass costs O(1) API calls, not
-O(trials).
+Prometheus source, refreshed once per pass by the handler). So a pass costs no API read for its
+Jobs and Pods, and never O(trials).
 
 How a segment's end is judged:
 - Job condition `Complete` → exited 0.
@@ -129,14 +130,20 @@ class K8sExecutor:
 
     # ------------------------------------------------------------------ pass
 
-    def begin_pass(self) -> None:
-        """Snapshot the study's Jobs, Pods and metrics; enforce the parallelism limit."""
+    def begin_pass(
+        self, jobs: list[dict[str, Any]] | None = None, pods_in: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Take this pass's snapshot of the study's Jobs and Pods (listed when not given);
+        enforce the parallelism limit."""
         labels = selector_labels(self.study_name)
         self.snapshot_at = time.monotonic()
-        jobs = self.api.list("Job", self.namespace, labels)
+        if jobs is None:
+            jobs = self.api.list("Job", self.namespace, labels)
+        if pods_in is None:
+            pods_in = self.api.list("Pod", self.namespace, labels)
         self.jobs = {j["metadata"]["name"]: j for j in jobs}
         pods: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.api.list("Pod", self.namespace, labels):
+        for pod in pods_in:
             pods.setdefault(job_of(pod), []).append(pod)
         for items in pods.values():
             items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")

@@ -10,9 +10,11 @@ No thread belongs to a Study. Passes run in one pool (`OperatorSettings.workers`
 Studies), asked for by a change to the Study, to one of its Jobs or Pods (kopf event handlers
 filtered on the `kubetune.io/study` label), and by a timer every `OperatorSettings.interval`
 seconds, which catches what produces no Kubernetes event (a milestone reported through
-Prometheus or object storage). kopf's handlers only ask and return: a handler that ran a pass
-would hold up kopf's processing of that object's later events (a budget patch would wait behind
-it). Passes of one Study never overlap; a request during a pass queues one more.
+Prometheus or object storage). A pass reads its Jobs and Pods from kopf's indexes (cache.py),
+not from the API; every `OperatorSettings.resync` seconds it lists them and compares. kopf's
+handlers only ask and return: a handler that ran a pass would hold up kopf's processing of that
+object's later events (a budget patch would wait behind it). Passes of one Study never overlap;
+a request during a pass queues one more.
 
 Live spec changes: `spec.budget.parallelism`, `maxTrials`, `maxFailedTrials` and
 `maxPreemptions` take effect on the next pass (see K8sExecutor for how a lowered parallelism
@@ -39,6 +41,7 @@ from typing import Any
 import kopf
 
 from kubetune.operator.backends.k8s.api import ApiError, KubeApi
+from kubetune.operator.backends.k8s.cache import Indexes, StudyObjects, index_entry
 from kubetune.operator.backends.k8s.executor import K8sExecutor
 from kubetune.operator.backends.k8s.jobs import LABEL_STUDY
 from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
@@ -76,7 +79,12 @@ WARNING_REASONS = {
     "StorageUnavailable",
     "RunDataKept",
     "SpecChangeIgnored",
+    "TrialWriteConflict",
+    "IndexDrift",
 }
+# Attempts of one status write (each after a conflict and a re-read) before the pass gives up;
+# the next pass tries again.
+STATUS_ATTEMPTS = 5
 
 
 # Study fields that name a URL: honoured by `kubetune run` (the user runs that process), never by
@@ -116,6 +124,10 @@ class OperatorSettings:
     workers: int = 8
     # Shortest time between the end of a Study's pass and the start of its next one.
     min_gap: float = 0.2
+    # Seconds between two listings of a Study's Jobs and Pods from the API, compared with the
+    # indexes a pass otherwise reads (the safety net under the watch streams).
+    resync: float = 300.0
+    indexes: Indexes = field(default_factory=Indexes)
     api: KubeApi | None = None
     runners: dict[str, StudyRunner] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
@@ -160,7 +172,11 @@ class StudyRunner:
         self.metrics_source: CachedStudyMetrics | None = None
         self.layout: CheckpointLayout | None = None
         self.store: TrialStore | None = None
-        self.status_written = ""
+        self.status_written = ""  # the last status written (its canonical text)
+        self.written_status: dict[str, Any] | None = None
+        # The Study's resourceVersion as last seen (first event, our writes' answers, re-reads
+        # after a conflict): the precondition of the next status write.
+        self.resource_version = str(body["metadata"].get("resourceVersion") or "")
         self.conditions: dict[str, dict[str, Any]] = {
             c["type"]: dict(c) for c in (body.get("status") or {}).get("conditions") or []
         }
@@ -173,6 +189,9 @@ class StudyRunner:
         self.scheduled = False  # a pass is queued or running
         self.last_end = 0.0  # monotonic time the last pass ended
         self.done = False
+        self.objects = StudyObjects(
+            self.api, self.namespace, self.name, settings.indexes, settings.resync
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -248,8 +267,10 @@ class StudyRunner:
         with self.lock:
             self.again = False
         try:
-            if not (self.done and self.meta.get("generation") == self.generation):
-                self.done = self.tick()  # an ended study waits for a new spec
+            if self.done and self.meta.get("generation") == self.generation:
+                self.write_status()  # an ended study waits for a new spec; its status is kept
+            else:
+                self.done = self.tick()
         except Exception:
             log.exception("reconciling %s/%s", self.namespace, self.name)
         finally:
@@ -271,7 +292,19 @@ class StudyRunner:
             return False
         started = time.perf_counter()
         cpu = time.thread_time()
-        self.executor.begin_pass()
+        snapshot = self.objects.read()
+        if snapshot.listed:
+            self.settings.metrics.lists.inc()
+        if snapshot.drift is not None:
+            self.settings.metrics.index_drift.inc()
+            self._on_event(
+                "",
+                "IndexDrift",
+                f"the operator's index of this Study's Jobs and Pods disagreed with the API: "
+                f"{snapshot.drift.describe()}; its passes list them from the API until a "
+                "resync finds the index in agreement",
+            )
+        self.executor.begin_pass(snapshot.jobs, snapshot.pods)
         if self.metrics_source is not None:
             self.metrics_source.refresh()
         done = self.controller.step()
@@ -281,6 +314,14 @@ class StudyRunner:
                 "TrialRecreated",
                 "its Trial object was deleted while the study runs; re-created from the "
                 "operator's record (delete the Study to stop it)",
+            )
+        for conflict in self.store.take_conflicts() if self.store is not None else []:
+            self.settings.metrics.conflicts.labels(kind="Trial").inc(conflict.attempts - 1)
+            self._on_event(
+                conflict.trial_id,
+                "TrialWriteConflict",
+                f"its Trial {conflict.part} was changed by another writer; re-read and "
+                f"written again from the operator's record ({conflict.attempts} attempts)",
             )
         self.settings.metrics.cpu.inc(time.thread_time() - cpu)
         self.settings.metrics.reconcile.observe(time.perf_counter() - started)
@@ -533,16 +574,67 @@ class StudyRunner:
                 gauges.trials.labels(study=self.name, phase=phase).set(n)
 
     def write_status(self) -> None:
+        """Write the status, rebuilt whole, if it differs from what the Study holds.
+
+        The write replaces `status` (a JSON patch, so a key the builder no longer produces goes
+        too) and carries the resourceVersion last seen: on 409 Conflict the Study is re-read
+        and the status rebuilt and written again. A write that still fails is retried by the
+        next pass (even of an ended Study), so no count outlives the facts it described.
+        """
         self._update_gauges()
-        status = self.status()
-        key = repr(sorted(status.items()))
-        if key == self.status_written:
-            return
-        try:
-            self.api.patch("Study", self.namespace, self.name, {"status": status}, sub="status")
+        for attempt in range(1, STATUS_ATTEMPTS + 1):
+            status = self.status()
+            key = repr(sorted(status.items()))
+            if key == self.status_written:
+                return
+            try:
+                result = self.api.replace_part(
+                    "Study",
+                    self.namespace,
+                    self.name,
+                    "status",
+                    status,
+                    resource_version=self.resource_version,
+                )
+            except ApiError as exc:
+                if exc.status == 409 and attempt < STATUS_ATTEMPTS:
+                    self.settings.metrics.conflicts.labels(kind="Study").inc()
+                    self._reread()
+                    continue
+                log.warning("writing status of %s: %s", self.name, exc)
+                return
             self.status_written = key
+            self.written_status = status
+            self._remember_version(result)
+            return
+
+    def _reread(self) -> None:
+        """After a conflict: the Study's current resourceVersion (the status is rebuilt from
+        the controller's state, so nothing else of it is needed)."""
+        try:
+            fresh = self.api.get("Study", self.namespace, self.name)
         except ApiError as exc:
-            log.warning("writing status of %s: %s", self.name, exc)
+            log.warning("re-reading %s after a conflict: %s", self.name, exc)
+            return
+        self._remember_version(fresh)
+
+    def _remember_version(self, obj: Any) -> None:
+        if isinstance(obj, dict):
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if version:
+                self.resource_version = str(version)
+
+    def saw(self, body: Any) -> None:
+        """kopf delivered the Study as it is now. If its status is not the one we last wrote
+        (another writer, e.g. a stale replica, or a write of ours that failed), the next pass
+        writes ours again, whole."""
+        self.body = body
+        # The resourceVersion is not taken from here: an event queued before our last write
+        # would set it back (a needless conflict). Our writes' answers and re-reads set it.
+        status = dict(body.get("status") or {})
+        if self.written_status is not None and status != self.written_status:
+            self.status_written = ""
+            self.request()
 
 
 def reconcile_study(settings: OperatorSettings, body: Any) -> None:
@@ -552,7 +644,7 @@ def reconcile_study(settings: OperatorSettings, body: Any) -> None:
     runner = settings.runners.get(key)
     if runner is None or runner.uid != str(meta.get("uid") or ""):
         runner = settings.runners[key] = StudyRunner(settings, body)  # new, or re-created
-    runner.body = body
+    runner.saw(body)
     runner.request()
 
 
@@ -645,8 +737,29 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     ours = settings
 
+    # The indexes passes read their Jobs and Pods from (cache.py). Coroutines: kopf runs them
+    # on its loop, no thread hop per watch event.
+    @kopf.index(
+        "batch",
+        "v1",
+        "jobs",
+        id="study_jobs",
+        labels={LABEL_STUDY: kopf.PRESENT},
+        registry=registry,
+    )
+    async def study_jobs(body: Any, **_: Any) -> dict[Any, Any]:
+        return index_entry(body)
+
+    @kopf.index(
+        "", "v1", "pods", id="study_pods", labels={LABEL_STUDY: kopf.PRESENT}, registry=registry
+    )
+    async def study_pods(body: Any, **_: Any) -> dict[Any, Any]:
+        return index_entry(body)
+
     @kopf.on.startup(registry=registry)
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        # kopf hands its (read-only, live) indexes to handlers only; keep them for the passes.
+        ours.indexes.jobs, ours.indexes.pods = kwargs["study_jobs"], kwargs["study_pods"]
         settings.posting.level = logging.WARNING
         settings.persistence.finalizer = "kubetune.io/cleanup"
         if ours.peering_priority:
@@ -660,7 +773,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         runner = ours.runners.get(f"{meta.get('namespace') or 'default'}/{meta['name']}")
         known = runner is not None and runner.uid == meta.get("uid")
         if known and runner is not None and runner.generation == meta.get("generation"):
-            return  # e.g. our own status write: the timer and the Jobs' events drive passes
+            # e.g. our own status write: the timer and the Jobs' events drive passes; a status
+            # someone else wrote is replaced by ours
+            runner.saw(body)
+            return
         reconcile_study(ours, body)
 
     @kopf.timer(GROUP, VERSION, "studies", interval=settings.interval, registry=registry)

@@ -36,3 +36,20 @@ class OperatorMetrics:
             ["study"],
             registry=r,
         )
+        self.conflicts = Counter(
+            "kubetune_operator_write_conflicts",
+            "Writes answered 409 Conflict (another writer changed the object) and retried",
+            ["kind"],
+            registry=r,
+        )
+        self.lists = Counter(
+            "kubetune_operator_object_lists",
+            "Passes that listed a Study's Jobs and Pods from the API (resync, or a distrusted "
+            "index) instead of reading kopf's index",
+            registry=r,
+        )
+        self.index_drift = Counter(
+            "kubetune_operator_index_drift",
+            "Resyncs that found a Study's index of Jobs and Pods disagreeing with the API",
+            registry=r,
+        )

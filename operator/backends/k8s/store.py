@@ -9,6 +9,12 @@ operator lists the Study's Trials and rebuilds every scheduler decision from the
 Writes are JSON patches that replace `spec` or `status` wholesale (a merge patch could not remove
 a result that a PBT exploit discarded), and only for Trials whose content changed since the last
 write: a reconcile pass without news costs no write.
+
+Every write carries the resourceVersion the store last saw (optimistic concurrency: the API server
+answers 409 Conflict when someone else changed the Trial in between). On a conflict the store
+re-reads the Trial and writes the controller's record again, whole, with the fresh
+resourceVersion: the operator's record is the truth about a trial, and the conflict is reported
+(`take_conflicts()`, an event on the Study) so an overwritten foreign change is never silent.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubetune.operator.backends.k8s.api import ApiError, KubeApi
@@ -30,8 +37,19 @@ from kubetune.operator.controller.state import (
 )
 from kubetune.operator.spec.model import API_VERSION
 
-JSON_PATCH = "application/json-patch+json"
 SPEC_KEYS = ("index", "params", "bracket", "segments")
+# Attempts of one write before it is given up for this pass (the next pass tries again): each
+# conflict means another writer changed the Trial between our re-read and our write.
+CONFLICT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class WriteConflict:
+    """A Trial write that met a 409 Conflict and was retried after a re-read."""
+
+    trial_id: str
+    part: str  # "spec" or "status"
+    attempts: int  # how many writes it took (2 = one conflict)
 
 
 def rfc3339(ts: float) -> str:
@@ -97,9 +115,15 @@ class TrialStore:
         # Trials found deleted (by hand) and re-created from the controller's state since the
         # last call of `take_recreated()`; the handler turns them into Warning events.
         self.recreated: list[str] = []
+        # Writes that met a conflict since the last `take_conflicts()` (events on the Study).
+        self.conflicts: list[WriteConflict] = []
 
     def take_recreated(self) -> list[str]:
         out, self.recreated = self.recreated, []
+        return out
+
+    def take_conflicts(self) -> list[WriteConflict]:
+        out, self.conflicts = self.conflicts, []
         return out
 
     def trial_object(self, trial_id: str) -> dict[str, Any] | None:
@@ -162,23 +186,36 @@ class TrialStore:
         old: tuple[str, str],
         key: tuple[str, str],
     ) -> None:
-        name = trial_name(self.study_name, trial_id)
         if old[0] != key[0]:
-            self.api.request(
-                "PATCH",
-                self.api.path("Trial", self.namespace, name),
-                body=[{"op": "add", "path": "/spec", "value": spec}],
-                content_type=JSON_PATCH,
-            )
-            self.writes += 1
+            self._patch(trial_id, "spec", spec)
         if old[1] != key[1]:
-            self.api.request(
-                "PATCH",
-                self.api.path("Trial", self.namespace, name, "status"),
-                body=[{"op": "add", "path": "/status", "value": status}],
-                content_type=JSON_PATCH,
-            )
+            self._patch(trial_id, "status", status)
+
+    def _patch(self, trial_id: str, part: str, value: dict[str, Any]) -> None:
+        """Replace the Trial's `part` whole, guarded by the resourceVersion last seen; on a 409
+        re-read the Trial and write again (ApiError 404 when it is gone, 409 after
+        CONFLICT_ATTEMPTS)."""
+        name = trial_name(self.study_name, trial_id)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            version = str((self.objects[trial_id].get("metadata") or {}).get("resourceVersion", ""))
+            try:
+                result = self.api.replace_part(
+                    "Trial", self.namespace, name, part, value, resource_version=version
+                )
+            except ApiError as exc:
+                if exc.status != 409 or attempt == CONFLICT_ATTEMPTS:
+                    raise
+                fresh = self.api.get("Trial", self.namespace, name)
+                if fresh is None:
+                    raise ApiError(404, "NotFound", f"{name} is gone") from None
+                self.objects[trial_id] = fresh
+                continue
             self.writes += 1
+            if isinstance(result, dict) and result.get("metadata"):
+                self.objects[trial_id] = result
+            if attempt > 1:
+                self.conflicts.append(WriteConflict(trial_id, part, attempt))
+            return
 
     def _create(self, trial_id: str, spec: dict[str, Any]) -> dict[str, Any]:
         study = self.study()

@@ -97,3 +97,40 @@ async def test_stale_status_counts_written_by_another_writer_are_replaced(
     assert cluster.emu.conflicts > before
     assert settings.metrics.conflicts.labels(kind="Study")._value.get() >= 1
     assert cluster.study(name)["status"]["phase"] == "Completed"  # type: ignore[index]
+
+
+@pytest.mark.slow
+async def test_a_trial_changed_by_another_writer_during_a_study_is_an_event(
+    cluster: Cluster, s3_server: tuple[str, str]
+) -> None:
+    cluster.start_kubelet(SECRETS)
+    settings = cluster.start_operator(**endpoints(s3_server))
+    name = "edited"
+    gate = cluster.workdir / "gate"
+    gate.write_text("hold")
+    study = toy_study(name, s3_server, None, maxTrials=1, parallelism=1)
+    study["spec"]["algorithm"] = {"name": "random", "seed": 1}
+    study["spec"]["trialTemplate"]["spec"]["containers"][0]["env"] = [
+        {"name": "TOY_SLEEP", "value": "0.05"},
+        {"name": "TOY_GATE", "value": str(gate)},
+    ]
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    trial = f"{name}-t0000"
+    await wait_for(
+        lambda: cluster.emu.get("kubetune.io/v1alpha1/trials", "default", trial), 120, "the Trial"
+    )
+    # Someone labels the Trial while it runs (held at its first step): its resourceVersion moves.
+    await cluster.call(
+        cluster.api.patch, "Trial", "default", trial, {"metadata": {"labels": {"team": "a"}}}
+    )
+    gate.unlink()  # the trial goes on: the operator's next write of the Trial meets a conflict
+    await wait_for(lambda: phase(cluster, name) == "Completed", 120, "study completed")
+
+    events = [e for e in cluster.events() if e["reason"] == "TrialWriteConflict"]
+    assert len(events) == 1, events
+    assert events[0]["message"].startswith("t0000: its Trial ")
+    assert events[0]["type"] == "Warning"
+    assert settings.metrics.conflicts.labels(kind="Trial")._value.get() == 1
+    done = cluster.emu.get("kubetune.io/v1alpha1/trials", "default", trial)
+    assert done["status"]["phase"] == "Completed"  # the operator's record, written whole
+    assert done["metadata"]["labels"]["team"] == "a"  # the other writer's label is kept

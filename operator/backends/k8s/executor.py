@@ -236,9 +236,12 @@ class K8sExecutor:
         self.created[name] = time.monotonic()
 
     def _adoptable(self, job: dict[str, Any]) -> bool:
+        """A Job of this segment's attempt that a previous operator created (it crashed before
+        recording the launch): adopted, finished or not. A finished one's outcome is the
+        segment's; creating another attempt would run the segment twice (the soak test saw it).
+        Only a Job being deleted is not ours to adopt."""
         meta = job.get("metadata") or {}
-        finished = condition(job, "Complete") or condition(job, "Failed")
-        return not finished and not meta.get("deletionTimestamp")
+        return not meta.get("deletionTimestamp")
 
     def poll(self, handle: dict[str, Any]) -> SegmentStatus:
         h = self.handles.setdefault(handle["trial"], handle)

@@ -115,16 +115,7 @@ def trial_policy(value: str) -> PolicyConfig:
     or the path of a YAML file; empty: the default (baseline) policy."""
     if not value:
         return PolicyConfig()
-    try:
-        if value.lstrip().startswith("{"):
-            data = yaml.safe_load(value)
-        else:
-            with open(value) as f:
-                data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as exc:
-        raise argparse.ArgumentTypeError(f"--trial-policy: not YAML/JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise argparse.ArgumentTypeError("--trial-policy: want a mapping")
+    data = _json_or_file("--trial-policy", value)
     try:
         return PolicyConfig.from_dict(data)
     except (ValueError, TypeError, AttributeError) as exc:

@@ -132,6 +132,12 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
         time.sleep(0.02)
 
 
+def _current(handle: dict[str, Any]) -> int:
+    """The segment a handle's process runs now: later than the one it was launched for once
+    continued in place (handles persisted before continue in place lack the key)."""
+    return int(handle.get("current", handle["segment"]))
+
+
 class LocalExecutor:
     def __init__(
         self,
@@ -331,11 +337,11 @@ class LocalExecutor:
     def _held(self, handle: dict[str, Any]) -> int | None:
         if not handle.get("control"):
             return None
-        return control.held_step(handle["control"], int(handle.get("current", handle["segment"])))
+        return control.held_step(handle["control"], _current(handle))
 
     def _continued_unread(self, handle: dict[str, Any]) -> bool:
         """The process expired its hold of the segment before the one it was continued to."""
-        current = int(handle.get("current", handle["segment"]))
+        current = _current(handle)
         previous = handle.get("previous")
         return (
             bool(handle.get("control"))
@@ -348,7 +354,7 @@ class LocalExecutor:
         """Write the `continue` decision for the held process (see `kubetune.trial.control`)."""
         if not handle.get("control") or "launchError" in handle:
             return None
-        current = int(handle.get("current", handle["segment"]))
+        current = _current(handle)
         if control.held_step(handle["control"], current) is None:
             return None  # not holding (any more): launch the segment as usual
         changes = {
@@ -365,7 +371,7 @@ class LocalExecutor:
 
     def release(self, handle: dict[str, Any]) -> None:
         if handle.get("control"):
-            current = int(handle.get("current", handle["segment"]))
+            current = _current(handle)
             control.decide(handle["control"], current, {"action": "exit"})
         pid = int(handle.get("pid") or 0)
         if pid in self.children:

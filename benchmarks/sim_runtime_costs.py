@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from model_vs_random import geomean
 from sim_common import fmt, lcbench_reference, make_study, quantiles, step_value
 
 from kubetune.operator.backends.sim.benchmarks import LCBench
@@ -72,11 +73,6 @@ def run(task: str, seed: int, costs: SimCosts, in_place: bool, hours: float) -> 
         "processes": (counts["segments"] - counts["continued"]) / max(1, len(r.state.trials)),
         "hours": r.virtual_seconds / 3600.0,
     }
-
-
-def geomean(values: list[float]) -> float:
-    finite = [v for v in values if v > 0 and math.isfinite(v)]
-    return math.exp(sum(math.log(v) for v in finite) / len(finite)) if finite else math.nan
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -150,4 +150,5 @@ def test_a_process_that_gave_up_as_it_was_continued_is_lost_not_exited_early(
         assert time.monotonic() < deadline, "never exited"
         time.sleep(0.02)
     assert status.status == "lost"
+    assert [reason for reason, _ in status.notices] == ["ContinueUnread"]  # an event, not silent
     executor.close()

@@ -323,7 +323,17 @@ class LocalExecutor:
         if self._continued_unread(handle):
             # It gave up holding just as it was continued: it never ran the continued segment,
             # which is launched again from the checkpoint it held at.
-            return SegmentStatus("lost", log_tail=tail(handle["log"]), metrics_url=url)
+            notices.append(
+                (
+                    "ContinueUnread",
+                    f"the process gave up holding at segment {handle.get('previous')} as it was "
+                    f"continued to segment {_current(handle)}; that segment restarts from the "
+                    "checkpoint it held at",
+                )
+            )
+            return SegmentStatus(
+                "lost", log_tail=tail(handle["log"]), metrics_url=url, notices=tuple(notices)
+            )
         preempted = code == EXIT_PREEMPTED or (code < 0 and -code in PLATFORM_SIGNALS)
         return SegmentStatus(
             "exited",

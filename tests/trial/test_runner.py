@@ -184,3 +184,45 @@ def test_sigterm_is_forwarded_and_the_directory_saved(tmp_path: Path) -> None:
     assert proc.wait(60) == 75
     latest = CheckpointStore(url).latest()
     assert latest is not None and latest.resource >= 3
+
+
+class _RecordingTrial:
+    """What `Runner.save` uses of a Trial: the saves it was asked for."""
+
+    def __init__(self, stop_at: int) -> None:
+        self.stop_at = stop_at
+        self.saves: list[tuple[int, dict[str, bytes]]] = []
+
+        class _Env:
+            resource_metric = "step"
+
+        self.env = _Env()
+
+    def save(self, state: dict[str, Any], step: int) -> None:
+        self.saves.append((step, dict(state["files"])))
+
+
+def test_runner_saves_a_changed_directory_once_and_the_last_step_by_its_bytes(
+    tmp_path: Path,
+) -> None:
+    from kubetune.trial.runner import Runner
+
+    trial = _RecordingTrial(stop_at=4)
+    runner = Runner(trial, ["true"], DEFAULT_PATTERN, tmp_path)  # type: ignore[arg-type]
+    state = tmp_path / "state.bin"
+    state.write_bytes(b"aaaa")
+    runner.save(1)
+    runner.save(2)  # unchanged: not read, not saved again
+    assert [s for s, _ in trial.saves] == [1]
+    # A same-size rewrite in place with the mtime put back looks unchanged to the fingerprint...
+    st = state.stat()
+    state.write_bytes(b"bbbb")
+    os.utime(state, ns=(st.st_atime_ns, st.st_mtime_ns))
+    runner.save(3)
+    assert [s for s, _ in trial.saves] == [1]
+    # ...but the segment's last save compares bytes, so the checkpoint the next segment restores
+    # from is never a stale one.
+    runner.save(4, force=True)
+    assert trial.saves[-1] == (4, {"state.bin": b"bbbb"})
+    runner.save(4, force=True)  # same bytes again: nothing new to save
+    assert len(trial.saves) == 2

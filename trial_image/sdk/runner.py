@@ -13,7 +13,11 @@ migration cost. The runner is the SDK on the script's behalf:
   starts it restores the trial's checkpoint into it, and after each report whose step changed
   the directory it saves the directory as the step's checkpoint (through the SDK: atomic,
   committed manifest last). A script that resumes from that directory works with promotion and
-  PBT; one that ignores it still works with ASHA's stopping mode and plain searchers;
+  PBT; one that ignores it still works with ASHA's stopping mode and plain searchers. The
+  command (its whole process group) is paused with SIGSTOP from the moment its step line is read
+  until the directory is copied: a script that writes its checkpoint before printing the step
+  and then goes on training cannot have its next write copied half-done into this step's
+  checkpoint;
 - the segment's end: at `stop_at`, after the report and the save, the command gets SIGTERM and
   the runner exits 0; SIGTERM to the runner (preemption) is forwarded, the directory saved, and
   the runner exits 75 (resume me); the command's own failure is the runner's exit code.
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +70,29 @@ def parse_line(line: str, pattern: re.Pattern[str]) -> dict[str, float]:
     return values
 
 
+def _files(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.rglob("*")) if p.is_file() and not p.is_symlink()]
+
+
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """(path, inode, size, mtime) of every regular file: a change test that reads no file's
+    bytes, so a script with a large checkpoint directory that reports every step is not slowed by
+    the runner re-reading it each time. (A same-size rewrite in place within one timestamp tick
+    looks unchanged; the save at the segment's end therefore always compares bytes.)"""
+    out = []
+    for path in _files(directory):
+        st = path.stat()
+        rel = path.relative_to(directory).as_posix()
+        out.append((rel, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every regular file under `directory`, by relative path."""
-    files = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            files[path.relative_to(directory).as_posix()] = path.read_bytes()
-    return files
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in _files(directory)}
 
 
 def unpack(files: Mapping[str, bytes], directory: Path) -> None:
@@ -97,6 +117,7 @@ class Runner:
         self.resource = trial.env.resource_metric
         self.pending: dict[str, float] = {}
         self.saved: dict[str, bytes] | None = None
+        self.saved_print: Fingerprint | None = None
         self.proc: subprocess.Popen[str] | None = None
         self.stopped_at_end = False
 
@@ -105,6 +126,7 @@ class Runner:
         if isinstance(state, dict) and isinstance(state.get("files"), dict):
             unpack(state["files"], self.directory)
             self.saved = dict(state["files"])
+            self.saved_print = fingerprint(self.directory)
         return step
 
     def start(self, start_step: int) -> None:
@@ -122,7 +144,27 @@ class Runner:
             stderr=None,  # the script's stderr goes where ours goes
             text=True,
             bufsize=1,
+            # Its own process group, so that pausing and stopping reach a shell script's
+            # children too (awk, python), not only the shell.
+            start_new_session=True,
         )
+
+    def _signal(self, sig: int) -> None:
+        """`sig` to the command's process group (it may already have exited)."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The command stopped (SIGSTOP) while its checkpoint directory is copied."""
+        self._signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._signal(signal.SIGCONT)
 
     def feed(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -135,19 +177,32 @@ class Runner:
             self.pending.update(values)
             if step is None or step != int(step):
                 continue
-            self.report(int(step))
-            if self.trial.should_stop(int(step)):
-                self.stop(end=not self.trial.preempted)
-                return
+            with self.paused():
+                self.report(int(step))
+                if self.trial.should_stop(int(step)):
+                    # SIGTERM while paused: delivered when the command continues, so it never
+                    # runs on past this step's copy.
+                    self.stop(end=not self.trial.preempted)
+                    return
 
     def report(self, step: int) -> None:
         metrics, self.pending = self.pending, {}
         self.trial.report(step, **metrics)
-        self.save(step)
+        self.save(step, force=step >= self.trial.stop_at)
 
-    def save(self, step: int) -> None:
+    def save(self, step: int, force: bool = False) -> None:
+        """Save the directory as `step`'s checkpoint if it changed since the last save.
+
+        Unchanged (same names, sizes and mtimes) costs a stat per file; a changed fingerprint
+        reads the files, and bytes equal to the last save (a script that rewrote the same state)
+        are still not saved again. `force` (the segment's last save) always compares bytes.
+        """
+        now = fingerprint(self.directory)
+        if not now or (now == self.saved_print and not force):
+            return
         files = snapshot(self.directory)
-        if files and files != self.saved:
+        self.saved_print = now
+        if files != self.saved:
             self.trial.save({"files": files}, step)
             self.saved = files
 
@@ -157,12 +212,12 @@ class Runner:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
+        self._signal(signal.SIGCONT)  # a paused command handles the SIGTERM now
         try:
             proc.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self._signal(signal.SIGKILL)
             proc.wait()
 
     def run(self) -> int:
@@ -172,16 +227,21 @@ class Runner:
 
         def forward(signum: int, frame: Any) -> None:
             self.trial._on_sigterm(signum, frame)
-            if self.proc is not None and self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGTERM)
+            self._signal(signal.SIGTERM)
+            self._signal(signal.SIGCONT)
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, forward)
-        self.feed(self.proc.stdout)
+        try:
+            self.feed(self.proc.stdout)
+        except BaseException:
+            # Ctrl-C or a bug of ours: the command is in its own session and would not hear
+            # of it, so it must not be left running (or paused) on its own.
+            self._signal(signal.SIGKILL)
+            raise
         code = self.proc.wait()
         if self.trial.preempted:
-            self.save(self.trial._last_step)
+            self.save(self.trial._last_step, force=True)
             self.trial.wait_saved()
             return EXIT_PREEMPTED
         self.trial.wait_saved()

@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
         rows.append([t.trial_id, t.outcome, str(t.last_resource), shown, params_text(t.params)])
     print()
     print(table(rows))
-    shown = events[-args.events :] if args.events > 0 else []
-    if shown:
+    latest = events[-args.events :] if args.events > 0 else []
+    if latest:
         print("\nEvents (latest):")
-        for e in shown:
+        for e in latest:
             who = e.trial or "study"
             print(f"  {who:8} {e.reason + ': ' if e.reason else ''}{e.message}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune.client.records import TrialInfo
 from kubetune.client.source import SourceError
 from kubetune.client.study import StudyClient
 from kubetune.client.view import front
@@ -39,9 +40,7 @@ def study_document(client: StudyClient) -> dict[str, Any]:
                 "outcome": t.outcome,
                 "resource": t.last_resource,
                 "params": t.params,
-                "final": charts.json_number(t.final()[1].get(info.objectives[0].metric))
-                if t.final()
-                else None,
+                "final": _final(t, info.objectives[0].metric),
             }
             for t in trials
         ],
@@ -52,6 +51,11 @@ def study_document(client: StudyClient) -> dict[str, Any]:
         "pareto": charts.pareto(info, trials, front_ids),
         "events": [e.__dict__ for e in snap.events][-200:],
     }
+
+
+def _final(t: TrialInfo, metric: str) -> float | None:
+    final = t.final()
+    return None if final is None else charts.json_number(final[1].get(metric))
 
 
 def trial_document(client: StudyClient, trial_id: str) -> dict[str, Any]:

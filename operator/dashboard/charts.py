@@ -157,7 +157,7 @@ def pareto(study: StudyInfo, trials: list[TrialInfo], front: list[str]) -> dict[
     if len(study.objectives) < 2:
         return None
     a, b = study.objectives[0].metric, study.objectives[1].metric
-    points = []
+    points: list[dict[str, Any]] = []
     for t in trials:
         final = t.final()
         if final is None or a not in final[1] or b not in final[1]:
@@ -167,10 +167,10 @@ def pareto(study: StudyInfo, trials: list[TrialInfo], front: list[str]) -> dict[
             continue
         points.append({"trial": t.trial_id, "x": x, "y": y, "front": t.trial_id in front})
     order = {trial: i for i, trial in enumerate(front)}
-    on_front = sorted((p for p in points if p["front"]), key=lambda p: order[p["trial"]])
+    on_front = [p for p in points if p["front"]]
     return {
         "x": {"metric": a, "goal": study.objectives[0].goal},
         "y": {"metric": b, "goal": study.objectives[1].goal},
         "points": points,
-        "front": sorted(on_front, key=lambda p: p["x"]),
+        "front": sorted(on_front, key=lambda p: (p["x"], order[p["trial"]])),
     }

@@ -27,10 +27,13 @@ def is_run_folder(path: Path) -> bool:
 class FolderCatalog:
     """Run folders, and the run folders directly inside a named folder (e.g. runs/)."""
 
-    def __init__(self, folders: list[Path], study_file: Path | None = None) -> None:
+    def __init__(
+        self, folders: list[Path], study_file: Path | None = None, *, check: bool = True
+    ) -> None:
+        """`check=False`: a run about to start (its folder holds no state yet)."""
         self.folders = [f.resolve() for f in folders]
         self.study_file = study_file
-        for f in self.folders:
+        for f in self.folders if check else []:
             if not f.is_dir():
                 raise SourceError(f"{f}: no such folder")
             if not is_run_folder(f) and not any(is_run_folder(c) for c in _children(f)):
@@ -41,6 +44,8 @@ class FolderCatalog:
     def studies(self) -> dict[str, StudyClient]:
         out: dict[str, StudyClient] = {}
         for folder in self.folders:
+            if not folder.is_dir():
+                continue
             runs = [folder] if is_run_folder(folder) else sorted(_children(folder))
             for run in runs:
                 if not is_run_folder(run):

@@ -16,7 +16,7 @@ import urllib3
 from kubetune.client.records import EventInfo
 from kubetune.client.source import Snapshot, SourceError
 from kubetune.client.view import StudyMeta
-from kubetune.operator.backends.k8s.api import ApiError, KubeApi
+from kubetune.operator.backends.k8s.api import RESOURCES, ApiError, KubeApi
 from kubetune.operator.backends.k8s.jobs import LABEL_STUDY, LABEL_TRIAL, trial_name
 from kubetune.operator.backends.k8s.store import parse_rfc3339, trial_state_of
 from kubetune.operator.controller.state import StudyState
@@ -192,3 +192,34 @@ def submit(study: Any, *, namespace: str = "default", host: str = "",
             f"{exc.body[:300]}"
         ) from None
     return parsed.name
+
+
+class ClusterCatalog:
+    """Every Study of the given namespaces (all namespaces when none), for the operator's
+    dashboard: key "<namespace>.<name>" (both are DNS labels, so the dot is unambiguous)."""
+
+    def __init__(self, api: KubeApi, namespaces: list[str] | None = None) -> None:
+        self.api = api
+        self.namespaces = list(namespaces or [])
+
+    def _studies(self) -> list[dict[str, Any]]:
+        if self.namespaces:
+            return [s for ns in self.namespaces for s in self.api.list("Study", ns, {})]
+        prefix, plural = RESOURCES["Study"]
+        data = self.api.request("GET", f"{prefix}/{plural}")
+        items: list[dict[str, Any]] = (data or {}).get("items") or []
+        return items
+
+    def studies(self) -> dict[str, Any]:
+        try:
+            items = self._studies()
+        except ApiError as exc:
+            raise SourceError(f"cannot list Studies: {exc.status} {exc.reason}") from None
+        from kubetune.client.study import StudyClient
+
+        out = {}
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+            out[f"{ns}.{name}"] = StudyClient(ClusterSource(name, ns, api=self.api))
+        return out

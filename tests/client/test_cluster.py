@@ -110,3 +110,39 @@ async def test_cluster_errors_are_named(api_url: str, sim_runs: dict[str, Path])
     doc["spec"]["resource"]["max"] = 0
     with pytest.raises(StudyInvalid, match=r"spec\.resource"):
         await asyncio.to_thread(create_study, doc, namespace="ml", host=api_url)
+
+
+async def test_operator_dashboard_serves_the_cluster_studies(
+    api_url: str, sim_runs: dict[str, Path]
+) -> None:
+    import urllib.request
+
+    from kubetune.client.cluster import ClusterCatalog
+    from kubetune.operator.dashboard.server import start
+
+    doc = yaml.safe_load((sim_runs["mo"] / "study.yaml").read_text())
+    await asyncio.to_thread(create_study, doc, namespace="ml", host=api_url)
+    api = KubeApi.connect(api_url)
+    study = await asyncio.to_thread(api.get, "Study", "ml", "dash-mo")
+    assert study is not None
+    await asyncio.to_thread(publish_trials, api_url, sim_runs["mo"], study)
+    server = start(ClusterCatalog(api, ["ml"]))
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(server.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    try:
+        rows = await asyncio.to_thread(get, "api/studies")
+        assert [(r["key"], r["phase"], r["namespace"]) for r in rows] == [
+            ("ml.dash-mo", "Completed", "ml")
+        ]
+        page = await asyncio.to_thread(get, "api/studies/ml.dash-mo")
+        front = json.loads((sim_runs["mo"] / "summary.json").read_text())["paretoFront"]
+        assert sorted(p["trial"] for p in page["pareto"]["front"]) == sorted(
+            p["trial"] for p in front
+        )
+        assert page["events"][0]["reason"] == "Started"
+    finally:
+        server.shutdown()
+        server.server_close()

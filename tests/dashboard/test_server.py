@@ -84,3 +84,23 @@ def test_unknown_study_or_trial_is_a_404_naming_it(
 def test_a_folder_that_is_no_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="neither a run folder"):
         FolderCatalog([tmp_path])
+
+
+def test_a_damaged_run_is_a_row_saying_why(sim_runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(sim_runs["asha"], root / "good")
+    shutil.copytree(sim_runs["asha"], root / "damaged")
+    with open(root / "damaged" / "trials.jsonl", "a") as f:
+        f.write("{not json\n")
+    srv = start(FolderCatalog([root]))
+    try:
+        rows = {r["key"]: r for r in get_json(srv, "/api/studies")}
+        assert rows["good"]["phase"] == "Completed"
+        assert "is not a trial record" in rows["damaged"]["error"]
+        status, _, body = get(srv, "/api/studies/damaged")
+        assert status == 404 and "trials.jsonl: line" in json.loads(body)["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()

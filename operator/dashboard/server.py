@@ -29,6 +29,9 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
          ".css": "text/css; charset=utf-8"}  # fmt: skip
 
 
+LOOPBACK = ("127.0.0.1", "::1")
+
+
 def plotly_bundle() -> Path:
     """plotly.min.js as shipped by the `plotly` package (FileNotFoundError naming the extra)."""
     try:
@@ -70,7 +73,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self, head: bool = False) -> None:
         path = unquote(urlsplit(self.path).path)
         try:
-            status, ctype, body = self._route(path)
+            if not self._host_allowed():
+                status, ctype, body = _json(
+                    HTTPStatus.FORBIDDEN,
+                    {"error": "this dashboard answers only to 127.0.0.1 and localhost"},
+                )
+            else:
+                status, ctype, body = self._route(path)
         except SourceError as exc:
             status, ctype, body = _json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
         except Exception as exc:  # one broken study must not take the server down
@@ -85,6 +94,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+    def _host_allowed(self) -> bool:
+        """Bound to loopback, answer only requests addressed to it: a web page elsewhere that
+        points its own host name at 127.0.0.1 (DNS rebinding) must not read the studies."""
+        if self.server.server_address[0] not in LOOPBACK:
+            return True  # bound on purpose to a reachable address (behind a Service, an Ingress)
+        host = urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
+        return host in LOOPBACK or host == "localhost"
 
     def _route(self, path: str) -> tuple[int, str, bytes]:
         if path in ("/", "/index.html"):

@@ -104,3 +104,16 @@ def test_a_damaged_run_is_a_row_saying_why(sim_runs: dict[str, Path], tmp_path: 
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_loopback_server_refuses_other_host_names(server: DashboardServer) -> None:
+    request = urllib.request.Request(server.url + "api/studies", headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request)
+    assert caught.value.code == 403
+    port = server.server_address[1]
+    request = urllib.request.Request(
+        server.url + "api/studies", headers={"Host": f"localhost:{port}"}
+    )
+    with urllib.request.urlopen(request) as r:
+        assert r.status == 200

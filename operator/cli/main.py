@@ -22,6 +22,12 @@ COMMANDS = (
     ("trial", "run a training command that prints its metrics, without the SDK"),
     ("crds", "print (or --write) the CRDs generated from the spec model"),
     ("docs", "print (or --write) the generated Study reference"),
+    ("get", "one line per study: phase, trials, best (a run folder or a cluster Study)"),
+    ("describe", "a study's summary, trials and latest events"),
+    ("watch", "follow a study until it ends"),
+    ("logs", "the log tail of one trial"),
+    ("report", "write a study's PNG plots (also of a cluster Study)"),
+    ("dashboard", "serve the read-only web dashboard over run folders"),
 )
 
 

@@ -92,6 +92,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "IndexDrift event)",
     )
     p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=0,
+        help="serve the read-only web dashboard of the watched Studies on this port (0: off)",
+    )
+    p.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="address the dashboard binds (the chart sets 0.0.0.0 behind its Service)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=8,
@@ -183,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port, registry=metrics.registry)
     settings.metrics = metrics
+    if args.dashboard_port:
+        code = _start_dashboard(args)
+        if code:
+            return code
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     clusterwide = args.all_namespaces or not args.namespace
@@ -203,4 +218,22 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         settings.close()
+    return 0
+
+
+def _start_dashboard(args: argparse.Namespace) -> int:
+    """The dashboard over the watched namespaces' Studies, in a thread; an exit code when it
+    cannot start (said on stderr)."""
+    from kubetune.client.cluster import ClusterCatalog
+    from kubetune.operator.backends.k8s.api import KubeApi
+    from kubetune.operator.dashboard.server import start
+
+    namespaces = [] if args.all_namespaces else list(args.namespace)
+    try:
+        api = KubeApi.connect(user_agent="kubetune-dashboard")
+        server = start(ClusterCatalog(api, namespaces), args.dashboard_host, args.dashboard_port)
+    except (OSError, FileNotFoundError) as exc:
+        print(f"kubetune operator: --dashboard-port {args.dashboard_port}: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("kubetune.dashboard").info("dashboard at %s", server.url)
     return 0

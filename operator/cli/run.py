@@ -78,6 +78,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override spec.budget.parallelism (1-10000)",
     )
     p.add_argument(
+        "--dashboard",
+        nargs="?",
+        type=int,
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="serve the web dashboard of this run at http://127.0.0.1:PORT/ while it runs "
+        "(default port 8765)",
+    )
+    p.add_argument(
         "--max-log-mib",
         type=_positive_mib,
         default=DEFAULT_MAX_LOG_BYTES / (1024 * 1024),
@@ -238,6 +248,9 @@ def _run(
     except StateFileError as exc:
         return _refuse(f"{exc}. Use --fresh to discard the run in {output} and start over", 2)
     interval = min(spec.metrics.interval_seconds, 0.25)
+    dashboard = _dashboard(args, output)
+    if isinstance(dashboard, int):
+        return dashboard
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signal.Signals(signum).name)
@@ -275,12 +288,31 @@ def _run(
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        if dashboard is not None:
+            dashboard.shutdown()
+            dashboard.server_close()
     executor.close()  # every trial has ended: end what their processes left running
     files = _write_outputs(controller, study, output, layout.study_url)
     if files is None:
         return 3
     progress.final(controller, files)
     return 0 if phase == "Completed" else 1
+
+
+def _dashboard(args: argparse.Namespace, output: Path) -> Any:
+    """The dashboard serving `output` from a thread (None without --dashboard), or the exit
+    code after saying why it cannot start."""
+    if args.dashboard is None:
+        return None
+    from kubetune.operator.dashboard.catalog import FolderCatalog
+    from kubetune.operator.dashboard.server import start
+
+    try:
+        server = start(FolderCatalog([output], check=False), port=args.dashboard)
+    except (OSError, FileNotFoundError) as exc:
+        return _refuse(f"--dashboard {args.dashboard}: cannot serve: {exc}", 2)
+    print(f"dashboard: {server.url}", file=sys.stderr)
+    return server
 
 
 def _write_outputs(

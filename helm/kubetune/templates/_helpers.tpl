@@ -104,6 +104,15 @@ are added where the namespaced peering is used.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.dashboard.enabled }}
+{{- /* the dashboard reads a Study's Events and its trials' pod logs */}}
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+{{- end }}
 {{- end }}
 
 {{/* kopf's cluster-scoped backbone: it lists and watches namespaces and CRDs. */}}

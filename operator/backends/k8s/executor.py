@@ -40,8 +40,13 @@ from kubetune.operator.backends.k8s.api import ApiError, KubeApi
 from kubetune.operator.backends.k8s.jobs import (
     PolicyViolation,
     job_name,
-    render_job,
     selector_labels,
+)
+from kubetune.operator.backends.k8s.workloads import (
+    LABEL_WORKLOAD,
+    WorkloadAdapter,
+    adapter_for,
+    render_workload,
 )
 from kubetune.operator.controller.executor import SegmentStatus
 from kubetune.operator.spec.policy import TemplatePolicy
@@ -88,6 +93,22 @@ def job_of(pod: dict[str, Any]) -> str:
     return ""
 
 
+def pod_disrupted(pod: dict[str, Any]) -> bool:
+    """The platform took the pod away (preemption, eviction, node loss): unlike
+    `pod_preempted`, not a pod that merely exited 75 on SIGTERM, which is what the other pods of
+    a multi-node workload do when the platform stops it because of one disrupted pod."""
+    if condition(pod, "DisruptionTarget") is not None:
+        return True
+    return (pod.get("status") or {}).get("reason") in PREEMPTION_REASONS
+
+
+def workload_of(pod: dict[str, Any]) -> str:
+    """The name of the object a pod runs for: the `kubetune.io/workload` label the renderer
+    puts on every pod template of a JobSet/TrainJob/PyTorchJob, else its Job."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(LABEL_WORKLOAD) or "") or job_of(pod)
+
+
 def waiting_to_run(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
     """The Job is not training now: suspended (Kueue admits it later), no pod yet, or its newest
     pod (a replacement after a preemption, say) still Pending. Such time does not count against
@@ -127,6 +148,11 @@ class K8sExecutor:
         self.pods: dict[str, list[dict[str, Any]]] = {}
         self.created: dict[str, float] = {}  # job name -> monotonic creation time
         self.snapshot_at = 0.0
+        template = (study().get("spec") or {}).get("trialTemplate") or {}
+        # None: trials are Jobs. Else the kind whose objects this executor creates, lists and
+        # judges (backends/k8s/workloads/).
+        self.adapter: WorkloadAdapter | None = adapter_for(template)
+        self.kind = self.adapter.kind if self.adapter is not None else "Job"
 
     # ------------------------------------------------------------------ pass
 
@@ -141,10 +167,12 @@ class K8sExecutor:
             jobs = self.api.list("Job", self.namespace, labels)
         if pods_in is None:
             pods_in = self.api.list("Pod", self.namespace, labels)
+        if self.adapter is not None:  # the kind's objects: one list call a pass
+            jobs = self.api.list(self.kind, self.namespace, labels)
         self.jobs = {j["metadata"]["name"]: j for j in jobs}
         pods: dict[str, list[dict[str, Any]]] = {}
         for pod in pods_in:
-            pods.setdefault(job_of(pod), []).append(pod)
+            pods.setdefault(workload_of(pod), []).append(pod)
         for items in pods.values():
             items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         self.pods = pods
@@ -207,7 +235,7 @@ class K8sExecutor:
         for _ in range(20):
             name = job_name(env.study, env.trial_id, env.segment, h["attempt"])
             try:
-                job = render_job(
+                job = render_workload(
                     self.study(),
                     trial,
                     env,
@@ -216,16 +244,16 @@ class K8sExecutor:
                     policy=self.policy,
                 )
             except PolicyViolation as exc:
-                log.warning("not creating Job %s: %s", name, exc)
+                log.warning("not creating %s %s: %s", self.kind, name, exc)
                 h["state"] = "rejected"
                 h["rejected"] = f"{exc.policy.describe()} forbids the trial template: {exc}"
                 return
             try:
-                self.api.create("Job", self.namespace, job)
+                self.api.create(self.kind, self.namespace, job)
             except ApiError as exc:
                 if exc.status != 409:
                     raise
-                existing = self.api.get("Job", self.namespace, name)
+                existing = self.api.get(self.kind, self.namespace, name)
                 if existing is not None and self._adoptable(existing):
                     break  # a previous operator created it: adopt, never duplicate
                 h["attempt"] += 1
@@ -274,6 +302,8 @@ class K8sExecutor:
                 return SegmentStatus("running")
             return self._ended(h, SegmentStatus("lost", log_tail="Job not found"))
         pods = self.pods.get(h["job"], [])
+        if self.adapter is not None:
+            return self._poll_workload(h, self.adapter, job, pods)
         failed = condition(job, "Failed")
         if failed is not None:  # the failure judgement reports any disruption itself
             return self._ended(h, self._judge_failure(failed, pods))
@@ -316,6 +346,55 @@ class K8sExecutor:
                 "the replacement pod resumes from the checkpoint"
             )
         return 0, ""
+
+    def _poll_workload(
+        self,
+        h: dict[str, Any],
+        adapter: WorkloadAdapter,
+        obj: dict[str, Any],
+        pods: list[dict[str, Any]],
+    ) -> SegmentStatus:
+        """A JobSet/TrainJob/PyTorchJob segment. A disrupted pod, or a failure whose pods say
+        preemption, restarts the whole object from the trial's newest checkpoint: it is deleted
+        (foreground: gone once every pod has exited, the rank-0 process having committed its
+        checkpoint on SIGTERM) and created again as the next attempt, as a paused segment is.
+        The segment goes on running meanwhile; the disruption is reported as absorbed, so it
+        counts as a preemption and never as a failure."""
+        ours = bool(
+            h.get("stopping")
+            or h["state"] == "pausing"
+            or (obj.get("metadata") or {}).get("deletionTimestamp")
+        )
+        outcome = adapter.outcome(obj)
+        if not ours:
+            disrupted = [p for p in pods if pod_disrupted(p)]
+            judged = None
+            if outcome is not None and not outcome.succeeded and not disrupted:
+                failed = {"reason": outcome.reason, "message": outcome.message}
+                judged = self._judge_failure(failed, pods)
+            if disrupted or (judged is not None and judged.preempted):
+                last = disrupted[-1] if disrupted else None
+                cond = (condition(last, "DisruptionTarget") or {}) if last is not None else {}
+                what = (
+                    f"pod {last['metadata']['name']}: "
+                    f"{cond.get('message') or (last.get('status') or {}).get('reason') or ''}"
+                    if last is not None
+                    else f"{adapter.kind} {h['job']} stopped by a preemption"
+                )
+                log.info("restarting %s %s: %s", adapter.kind, h["job"], what)
+                h["state"] = "pausing"
+                self._delete_job(h)
+                return SegmentStatus(
+                    "running",
+                    preemptions_absorbed=max(1, len(disrupted)),
+                    preemption_message=f"{what}; the whole {adapter.kind} restarts from the "
+                    "trial's newest checkpoint",
+                )
+            if judged is not None:
+                return self._ended(h, judged)
+        if outcome is not None and outcome.succeeded:
+            return self._ended(h, SegmentStatus("exited", exit_code=0))
+        return SegmentStatus("running", queued=adapter.suspended(obj) or waiting_to_run({}, pods))
 
     def _judge_failure(self, failed: dict[str, Any], pods: list[dict[str, Any]]) -> SegmentStatus:
         dead = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
@@ -361,9 +440,9 @@ class K8sExecutor:
         # Foreground: the Job object stays until its pod has terminated (SIGTERM, grace period,
         # checkpoint), so "Job gone" means "the segment's checkpoint is final".
         try:
-            self.api.delete("Job", self.namespace, h["job"], propagation="Foreground")
+            self.api.delete(self.kind, self.namespace, h["job"], propagation="Foreground")
         except ApiError as exc:
-            log.warning("deleting Job %s: %s", h["job"], exc)
+            log.warning("deleting %s %s: %s", self.kind, h["job"], exc)
 
     def changed(self) -> set[str] | None:
         return None  # every poll answers from this pass's snapshot

@@ -4,13 +4,13 @@ PyTorchJob).
 `render_workload` is the one entry point the executor calls: a plain pod template renders as
 today's `batch/v1` Job (`jobs.render_job`, unchanged); a template with a known `kind` is copied
 whole and the operator adds its parts to every pod template in it (`spec/workloads.py` says
-where they are): the trial's environment and storage credentials in the first container, the
-kubetune labels plus `kubetune.io/workload` (the object's name: how the executor tells one
-attempt's pods from another's) on the pod, `restartPolicy: Never`. The top object gets the
-kubetune labels, the Kueue queue label (from the template's or the Study's labels) and the
-Trial as owner; the kind's adapter forces its failure policies (see each module). Like
-`render_job`, a pure function, and a template that breaks the trial policy raises
-`PolicyViolation`.
+where they are): the trial's environment and storage credentials in the first container (and
+the object's name as `KUBETUNE_WORKLOAD`), the kubetune labels plus `kubetune.io/workload` (the
+object's name: how the executor tells one attempt's pods from another's) on the pod,
+`restartPolicy: Never`. The top object gets the kubetune labels, the Kueue queue label (from
+the template's or the Study's labels) and the Trial as owner; the kind's adapter forces its
+failure policies (see each module). Like `render_job`, a pure function, and a template that
+breaks the trial policy raises `PolicyViolation`.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def render_workload(
     obj = copy.deepcopy(template)
     secret = secret_name or (spec.get("checkpoint") or {}).get("secretName") or ""
     ours = trial_env_vars(env, secret_name=secret, metrics_port=metrics_port)
+    # The object's name, for commands that address its pods (a JobSet's rank-0 pod is
+    # `$(KUBETUNE_WORKLOAD)-<replicatedJob>-0-0.$(KUBETUNE_WORKLOAD)`, e.g. torchrun's endpoint).
+    ours.append({"name": "KUBETUNE_WORKLOAD", "value": name})
     labels = selector_labels(env.study, env.trial_id, env.segment)
     pod_labels = {**labels, LABEL_WORKLOAD: name}
     for ref in adapter.shape.pod_templates(obj):

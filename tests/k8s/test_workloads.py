@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kubeflow_trainer_api.models import JobsetV1alpha2JobSet, TrainerV1alpha1TrainJob
 
+from kubetune.operator.backends.k8s.api import ApiError
 from kubetune.operator.backends.k8s.executor import K8sExecutor
 from kubetune.operator.backends.k8s.jobs import PolicyViolation
 from kubetune.operator.backends.k8s.workloads import LABEL_WORKLOAD, render_workload
@@ -310,3 +311,37 @@ def test_a_suspended_workload_is_queued_not_running() -> None:
     store.objects["PyTorchJob", handle["job"]]["spec"]["runPolicy"]["suspend"] = True
     executor.begin_pass([], [pod(handle["job"], "Running")])
     assert executor.poll(handle).queued
+
+
+class Refusing(Store):
+    """A cluster that does not serve the kind (404) or does not let the operator use it (403)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        if kind != "Job" and self.status == 404:
+            raise ApiError(404, "Not Found")
+        return super().list(kind, namespace, labels)
+
+    def create(self, kind: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        raise ApiError(self.status, "Forbidden" if self.status == 403 else "Not Found")
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (404, "the cluster does not serve JobSet (jobset.x-k8s.io/v1alpha2, jobsets)"),
+        (403, "enable `workloads.jobset` in the kubetune chart's values"),
+    ],
+)
+def test_a_kind_the_cluster_refuses_fails_the_trial_saying_why(status: int, says: str) -> None:
+    store = Refusing(status)
+    study = example("JobSet")
+    executor = K8sExecutor(store, lambda: study, lambda _: TRIAL, limit=2)  # type: ignore[arg-type]
+    executor.begin_pass([], [])
+    handle = executor.launch(ENV)
+    result = executor.poll(handle)
+    assert (result.status, result.failure_reason) == ("exited", "WorkloadUnavailable")
+    assert says in result.log_tail

@@ -153,6 +153,9 @@ class K8sExecutor:
         # judges (backends/k8s/workloads/).
         self.adapter: WorkloadAdapter | None = adapter_for(template)
         self.kind = self.adapter.kind if self.adapter is not None else "Job"
+        # Why the kind cannot be used (not served, or not allowed to the operator): its trials
+        # fail with WorkloadUnavailable and this message instead of waiting forever.
+        self.unavailable = ""
 
     # ------------------------------------------------------------------ pass
 
@@ -168,7 +171,14 @@ class K8sExecutor:
         if pods_in is None:
             pods_in = self.api.list("Pod", self.namespace, labels)
         if self.adapter is not None:  # the kind's objects: one list call a pass
-            jobs = self.api.list(self.kind, self.namespace, labels)
+            try:
+                jobs = self.api.list(self.kind, self.namespace, labels)
+                self.unavailable = ""
+            except ApiError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                self.unavailable = self._unavailable(exc)
+                jobs = []
         self.jobs = {j["metadata"]["name"]: j for j in jobs}
         pods: dict[str, list[dict[str, Any]]] = {}
         for pod in pods_in:
@@ -248,9 +258,19 @@ class K8sExecutor:
                 h["state"] = "rejected"
                 h["rejected"] = f"{exc.policy.describe()} forbids the trial template: {exc}"
                 return
+            if self.unavailable:
+                h["state"] = "rejected"
+                h["rejectedReason"] = "WorkloadUnavailable"
+                h["rejected"] = self.unavailable
+                return
             try:
                 self.api.create(self.kind, self.namespace, job)
             except ApiError as exc:
+                if exc.status in (403, 404) and self.adapter is not None:
+                    h["state"] = "rejected"
+                    h["rejectedReason"] = "WorkloadUnavailable"
+                    h["rejected"] = self._unavailable(exc)
+                    return
                 if exc.status != 409:
                     raise
                 existing = self.api.get(self.kind, self.namespace, name)
@@ -262,6 +282,20 @@ class K8sExecutor:
         h["job"] = name
         h["state"] = "launched"
         self.created[name] = time.monotonic()
+
+    def _unavailable(self, exc: ApiError) -> str:
+        """What to tell the user when the API refuses the workload kind."""
+        assert self.adapter is not None
+        what = f"{self.kind} ({self.adapter.api_version}, {self.adapter.plural})"
+        if exc.status == 404:
+            return (
+                f"the cluster does not serve {what}: install its controller and CRD, or use "
+                "another trialTemplate kind"
+            )
+        return (
+            f"the operator may not use {what} in namespace {self.namespace} (403): enable "
+            f"`workloads.{self.kind.lower()}` in the kubetune chart's values"
+        )
 
     def _adoptable(self, job: dict[str, Any]) -> bool:
         """A Job of this segment's attempt that a previous operator created (it crashed before
@@ -277,11 +311,10 @@ class K8sExecutor:
             handle.update(h)
             self.handles[handle["trial"]] = h = handle
         if h["state"] == "rejected":
+            reason = h.get("rejectedReason", "PolicyViolation")
             return self._ended(
                 h,
-                SegmentStatus(
-                    "exited", log_tail=h.get("rejected", ""), failure_reason="PolicyViolation"
-                ),
+                SegmentStatus("exited", log_tail=h.get("rejected", ""), failure_reason=reason),
             )
         if h["state"] == "deferred":
             job = self.jobs.get(h["job"])

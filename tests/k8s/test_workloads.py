@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kopf
 import kubernetes_validate
 import pytest
 import yaml
@@ -18,6 +19,7 @@ from kubeflow_trainer_api.models import JobsetV1alpha2JobSet, TrainerV1alpha1Tra
 
 from kubetune.operator.backends.k8s.api import ApiError
 from kubetune.operator.backends.k8s.executor import K8sExecutor
+from kubetune.operator.backends.k8s.handlers import OperatorSettings, cleanup
 from kubetune.operator.backends.k8s.jobs import PolicyViolation
 from kubetune.operator.backends.k8s.workloads import LABEL_WORKLOAD, render_workload
 from kubetune.operator.spec.policy import TemplatePolicy
@@ -345,3 +347,15 @@ def test_a_kind_the_cluster_refuses_fails_the_trial_saying_why(status: int, says
     result = executor.poll(handle)
     assert (result.status, result.failure_reason) == ("exited", "WorkloadUnavailable")
     assert says in result.log_tail
+
+
+def test_deleting_a_study_waits_for_its_workload_objects() -> None:
+    """Its checkpoints may only go once no pod of its JobSets can write any more."""
+    store = Store()
+    body = example("JobSet")
+    store.objects["JobSet", "digits-t0003-s2"] = {"metadata": {"name": "digits-t0003-s2"}}
+    settings = OperatorSettings(api=store)  # type: ignore[arg-type]
+    with pytest.raises(kopf.TemporaryError, match="waiting for 1 Jobs"):
+        cleanup(settings, body)
+    assert store.deleted == [("JobSet", "digits-t0003-s2")]
+    cleanup(settings, body)  # gone: the cleanup goes on (no storage to delete here)

@@ -18,6 +18,13 @@ How a segment's end is judged:
   preemption count and the Study's events still show it.
 - Job gone and not stopped by us → `lost`: the controller resumes it from its checkpoint.
 
+Trials beyond Job (a Study whose trialTemplate is a JobSet, TrainJob or PyTorchJob; see
+`workloads/`): the executor creates, lists (one call a pass), reads and deletes that kind
+instead, finds each object's pods by their `kubetune.io/workload` label and judges by the kind's
+adapter (`_poll_workload`): its success/failure conditions; a disrupted pod restarts the whole
+object from the trial's newest checkpoint (counted as a preemption, never a failure). A kind
+the cluster does not serve or the operator may not use fails the trial (`WorkloadUnavailable`).
+
 Policy: every Job is rendered against the operator's trial policy for the namespace; a template
 that breaks it is never created, and the segment ends with failure reason `PolicyViolation`.
 

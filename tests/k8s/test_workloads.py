@@ -359,3 +359,13 @@ def test_deleting_a_study_waits_for_its_workload_objects() -> None:
         cleanup(settings, body)
     assert store.deleted == [("JobSet", "digits-t0003-s2")]
     cleanup(settings, body)  # gone: the cleanup goes on (no storage to delete here)
+
+
+def test_a_workload_that_completed_is_done_even_after_a_disruption() -> None:
+    executor, store, handle = launched("JobSet")
+    name = handle["job"]
+    set_conditions(store, "JobSet", name, "Completed")
+    executor.begin_pass([], [pod(name, "Failed", code=143, disrupted=True)])
+    status = executor.poll(handle)
+    assert (status.status, status.exit_code) == ("exited", 0)
+    assert store.deleted == []

@@ -428,6 +428,8 @@ class K8sExecutor:
             or (obj.get("metadata") or {}).get("deletionTimestamp")
         )
         outcome = adapter.outcome(obj)
+        if outcome is not None and outcome.succeeded:  # whatever happened on the way
+            return self._ended(h, SegmentStatus("exited", exit_code=0))
         if not ours:
             disrupted = [p for p in pods if pod_disrupted(p)]
             judged = None
@@ -454,8 +456,6 @@ class K8sExecutor:
                 )
             if judged is not None:
                 return self._ended(h, judged)
-        if outcome is not None and outcome.succeeded:
-            return self._ended(h, SegmentStatus("exited", exit_code=0))
         return SegmentStatus("running", queued=adapter.suspended(obj) or waiting_to_run({}, pods))
 
     def _judge_failure(self, failed: dict[str, Any], pods: list[dict[str, Any]]) -> SegmentStatus:

@@ -145,3 +145,28 @@ async def test_a_preempted_worker_pod_restarts_the_whole_trial_from_its_checkpoi
         assert step >= committed.resource > 0, (node, url, step, committed)
         assert url.startswith(store.url.rstrip("/") + "/")
     assert not kubelet.errors
+
+
+async def test_a_worker_that_crashes_fails_the_trial_with_its_exit_and_log(
+    cluster: Cluster, s3_server: tuple[str, str]
+) -> None:
+    kubelet = cluster.start_kubelet(SECRETS, workloads=True)
+    cluster.start_operator(**endpoints(s3_server))
+    # rank 1 crashes before its first step; rank 0 would need 2 s to reach the milestone
+    study = jobset_study("js-crash", s3_server, "1.0", maxTrials=1, parallelism=1)
+    study["spec"]["resource"] = {"metric": "step", "min": 2, "max": 4}
+    env = study["spec"]["trialTemplate"]["spec"]["replicatedJobs"][0]["template"]["spec"]
+    env["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "TOY_RANK_CRASH_AT", "value": "1"}
+    )
+    await cluster.call(cluster.api.create, "Study", "default", study)
+    await wait_for(lambda: phase(cluster, "js-crash") in ("Completed", "Failed"), 120, "study end")
+    (trial,) = cluster.trials("js-crash")
+    failure = trial["status"]["failure"]
+    assert trial["status"]["phase"] == "Failed"
+    assert (failure["reason"], failure["exitCode"]) == ("Crashed", 1), failure
+    assert "toy-rank 1: simulated crash at step 1" in failure["message"]
+    assert trial["status"]["preemptions"] == 0  # a failure of its own, not the platform's
+    (jobset,) = cluster.emu.items(JOBSETS, "default", **{"kubetune.io/study": "js-crash"})
+    assert {c["type"] for c in jobset["status"]["conditions"]} == {"Failed"}
+    assert not kubelet.errors

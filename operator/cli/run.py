@@ -32,6 +32,7 @@ from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.report.files import write_outputs
 from kubetune.operator.spec.model import Study
 from kubetune.operator.spec.validation import load_single_study, load_yaml_documents
+from kubetune.operator.spec.workloads import rank0_pod_template
 
 LOCK_FILE = "run.lock"
 
@@ -226,7 +227,7 @@ def _run(
         s3_endpoint_url=spec.checkpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", ""),
     )
     executor = LocalExecutor(
-        spec.trial_template,
+        rank0_pod_template(spec.trial_template),
         base_dir,
         output,
         run_id=store.run_id,

@@ -311,7 +311,9 @@ class StudySpec:
     algorithm: AlgorithmSpec = spec_field("The algorithm and its settings.")
     trial_template: dict[str, Any] = spec_field(
         "Pod template of one trial (image, command, GPU requests, node selectors, "
-        "tolerations). `kubetune run` runs the first container's command as a local process.",
+        "tolerations), run as one Job per segment; or, with apiVersion and kind, a whole "
+        "JobSet, TrainJob or PyTorchJob for multi-node trials (docs/workloads.md). "
+        "`kubetune run` runs the rank-0 pod's first container as a local process.",
         embedded_object=True,
     )
     trial_template_secrets: list[str] = spec_field(

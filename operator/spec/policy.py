@@ -16,7 +16,10 @@ input. `check` holds a template to a `TemplatePolicy` and names every offending 
   `spec.checkpoint.secretName`) and only those; a list (shell patterns) further limits what a
   Study may declare.
 
-The checks apply to every container, init container and ephemeral container. A pure module: the
+The checks apply to every container, init container and ephemeral container of every pod
+template the trial template holds: a JobSet's replicated jobs, a PyTorchJob's replicas, a
+TrainJob's trainer and runtime patches (`kubetune.operator.spec.workloads`), so a multi-node
+workload cannot carry what a single pod could not. A pure module: the
 validator (`kubetune validate`), the operator's render step and the tests share it.
 """
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubetune.operator.spec.schema import SpecError
+from kubetune.operator.spec.workloads import PodTemplateRef, shape_of, supported
 
 LEVELS = ("privileged", "baseline", "restricted")
 TEMPLATE_PATH = "spec.trialTemplate"
@@ -159,17 +163,25 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _containers(pod: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for key in CONTAINER_LISTS:
-        for i, c in enumerate(_list(pod.get(key))):
-            if isinstance(c, dict):
-                yield f"{TEMPLATE_PATH}.spec.{key}[{i}]", c
-
-
 class _Checker:
     def __init__(self, policy: TemplatePolicy) -> None:
         self.policy = policy
         self.errors: list[SpecError] = []
+        # The pod template being checked (see `check`): its path, and for a lone container (a
+        # TrainJob's trainer block) that container's own path.
+        self.pod_path = TEMPLATE_PATH
+        self.container_path = ""
+
+    def at(self, ref: PodTemplateRef) -> _Checker:
+        self.pod_path = f"{TEMPLATE_PATH}.{ref.path}" if ref.path else TEMPLATE_PATH
+        self.container_path = f"{TEMPLATE_PATH}.{ref.container_path}" if ref.container_path else ""
+        return self
+
+    def _containers(self, pod: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key in CONTAINER_LISTS:
+            for i, c in enumerate(_list(pod.get(key))):
+                if isinstance(c, dict):
+                    yield self.container_path or f"{self.pod_path}.spec.{key}[{i}]", c
 
     def fail(self, path: str, reason: str) -> None:
         self.errors.append(SpecError(path, f"{self.policy.describe()}: {reason}"))
@@ -177,7 +189,7 @@ class _Checker:
     # ------------------------------------------------------------------ both levels
 
     def baseline(self, meta: dict[str, Any], pod: dict[str, Any]) -> None:
-        spec_path = f"{TEMPLATE_PATH}.spec"
+        spec_path = f"{self.pod_path}.spec"
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             if pod.get(key):
                 self.fail(f"{spec_path}.{key}", "host namespaces are not allowed")
@@ -198,10 +210,10 @@ class _Checker:
                 value == "runtime/default" or str(value).startswith("localhost/")
             ):
                 self.fail(
-                    f"{TEMPLATE_PATH}.metadata.annotations[{key}]",
+                    f"{self.pod_path}.metadata.annotations[{key}]",
                     f"AppArmor profile {value!r} is not allowed (runtime/default or localhost/*)",
                 )
-        for path, c in _containers(pod):
+        for path, c in self._containers(pod):
             sc = _dict(c.get("securityContext"))
             sc_path = f"{path}.securityContext"
             if sc.get("privileged"):
@@ -246,7 +258,7 @@ class _Checker:
     # ------------------------------------------------------------------ restricted only
 
     def restricted(self, pod: dict[str, Any]) -> None:
-        spec_path = f"{TEMPLATE_PATH}.spec"
+        spec_path = f"{self.pod_path}.spec"
         for i, vol in enumerate(_list(pod.get("volumes"))):
             kinds = sorted(k for k in _dict(vol) if k != "name")
             for kind in kinds:
@@ -260,7 +272,7 @@ class _Checker:
         )
         if psc.get("runAsUser") == 0:
             self.fail(f"{spec_path}.securityContext.runAsUser", "running as root is not allowed")
-        for path, c in _containers(pod):
+        for path, c in self._containers(pod):
             sc = _dict(c.get("securityContext"))
             sc_path = f"{path}.securityContext"
             if sc.get("allowPrivilegeEscalation") is not False:
@@ -289,7 +301,7 @@ class _Checker:
     # ------------------------------------------------------------------ every level
 
     def identity(self, pod: dict[str, Any], declared: list[str]) -> None:
-        spec_path = f"{TEMPLATE_PATH}.spec"
+        spec_path = f"{self.pod_path}.spec"
         for key in ("serviceAccountName", "serviceAccount"):
             account = pod.get(key)
             if account not in (None, "", "default") and (
@@ -306,13 +318,6 @@ class _Checker:
                 f"{spec_path}.nodeName",
                 "nodeName bypasses the scheduler and is not allowed; use nodeSelector or affinity",
             )
-        patterns = self.policy.allowed_secrets
-        for i, name in enumerate(declared):
-            if patterns is not None and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-                self.fail(
-                    f"spec.trialTemplateSecrets[{i}]",
-                    f"Secret {name!r} is not in the operator's allowed secrets",
-                )
         for path, name in self._secret_refs(pod):
             if name not in declared:
                 self.fail(
@@ -320,9 +325,19 @@ class _Checker:
                     f"Secret {name!r} is not declared in spec.trialTemplateSecrets",
                 )
 
+    def declared(self, declared: list[str]) -> None:
+        """The Secrets the Study declares against the operator's allowed patterns (once)."""
+        patterns = self.policy.allowed_secrets
+        for i, name in enumerate(declared):
+            if patterns is not None and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                self.fail(
+                    f"spec.trialTemplateSecrets[{i}]",
+                    f"Secret {name!r} is not in the operator's allowed secrets",
+                )
+
     def _secret_refs(self, pod: dict[str, Any]) -> Iterator[tuple[str, str]]:
-        spec_path = f"{TEMPLATE_PATH}.spec"
-        for path, c in _containers(pod):
+        spec_path = f"{self.pod_path}.spec"
+        for path, c in self._containers(pod):
             for j, env in enumerate(_list(c.get("env"))):
                 ref = _dict(_dict(_dict(env).get("valueFrom")).get("secretKeyRef"))
                 if ref:
@@ -352,14 +367,27 @@ def check(
 
     `study_secrets` are the Secrets the Study declares (see `study_secrets()`)."""
     template = _dict(template)
-    meta = _dict(template.get("metadata"))
-    pod = _dict(template.get("spec"))
     checker = _Checker(policy)
-    if policy.level in ("baseline", "restricted"):
-        checker.baseline(meta, pod)
-    if policy.level == "restricted":
-        checker.restricted(pod)
-    checker.identity(pod, list(study_secrets))
+    shape = shape_of(template)
+    if shape is None:
+        checker.fail(
+            f"{TEMPLATE_PATH}.kind",
+            f"unknown trial workload {template.get('apiVersion')}/{template.get('kind')}; "
+            f"supported: a pod template (no kind), {supported()}",
+        )
+        return checker.errors
+    for ref in shape.pod_templates(template):
+        checker.at(ref)
+        meta = _dict(ref.template.get("metadata"))
+        pod = _dict(ref.template.get("spec"))
+        if policy.level in ("baseline", "restricted"):
+            checker.baseline(meta, pod)
+        # A TrainJob's trainer block cannot carry a security context: its pods' hardening is the
+        # (cluster admin's) training runtime's, so only the baseline and identity rules apply.
+        if policy.level == "restricted" and not ref.container_path:
+            checker.restricted(pod)
+        checker.identity(pod, list(study_secrets))
+    checker.declared(list(study_secrets))
     return checker.errors
 
 

@@ -32,7 +32,9 @@ RULES = """
 - `algorithm`: only the settings block named by `algorithm.name` may be set.
 - `pbt`/`mopbt`: `floor(quantile * populationSize) >= 1`, `budget.maxTrials >= populationSize`,
   `perturbationInterval < resource.max`, at least one non-fixed parameter.
-- `trialTemplate.spec.containers[0].command`: required, a list of strings.
+- `trialTemplate.spec.containers[0].command`: required, a list of strings. With `apiVersion` and
+  `kind` (JobSet, TrainJob, PyTorchJob), every pod template needs named containers, the rank-0
+  template's first container a `command`, and the trial policy holds for each pod template.
 """
 
 

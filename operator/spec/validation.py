@@ -26,6 +26,7 @@ from kubetune.operator.spec.model import (
 from kubetune.operator.spec.policy import TemplatePolicy
 from kubetune.operator.spec.policy import check as check_template_policy
 from kubetune.operator.spec.schema import SpecError, parse_dataclass
+from kubetune.operator.spec.workloads import POD_TEMPLATE, shape_of, supported
 
 MULTI_OBJECTIVE_ALTERNATIVE = {"asha": "moasha", "hyperband": "moasha", "pbt": "mopbt"}
 
@@ -377,7 +378,52 @@ def _check_search_space(spec: StudySpec) -> list[SpecError]:
 
 
 def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
+    """A pod template (no `kind`), or a workload object of a known kind whose every pod template
+    has named containers; the rank-0 template's first container is the training command."""
     path = "spec.trialTemplate"
+    shape = shape_of(template)
+    if shape is None:
+        return [
+            SpecError(
+                f"{path}.kind",
+                f"unknown trial workload {template.get('apiVersion')}/{template.get('kind')}; "
+                f"supported: a pod template (no apiVersion/kind), {supported()}",
+            )
+        ]
+    if shape is POD_TEMPLATE:
+        return _check_pod_template(template, path)
+    refs = shape.pod_templates(template)
+    if not refs:
+        where = {
+            "JobSet": "spec.replicatedJobs[].template.spec.template",
+            "PyTorchJob": "spec.pytorchReplicaSpecs.<Master|Worker>.template",
+            "TrainJob": "spec.trainer",
+        }.get(shape.kind, "spec")
+        return [SpecError(f"{path}.spec", f"a {shape.kind} trial needs a pod template at {where}")]
+    errors: list[SpecError] = []
+    for i, ref in enumerate(refs):
+        if ref.container_path:
+            c = ref.template["spec"]["containers"][0]
+            errors.extend(_check_env(c.get("env"), f"{path}.{ref.container_path}.env"))
+            continue
+        found = _check_pod_template(ref.template, f"{path}.{ref.path}", need_command=i == 0)
+        errors.extend(found)
+        first = ((ref.template.get("spec") or {}).get("containers") or [None])[0]
+        named = isinstance(first, dict) and first.get("name") == shape.container_name
+        if shape.container_name and not found and not named:
+            errors.append(
+                SpecError(
+                    f"{path}.{ref.path}.spec.containers[0].name",
+                    f"must be {shape.container_name!r}: the {shape.kind} controller runs "
+                    "the container of that name",
+                )
+            )
+    return errors
+
+
+def _check_pod_template(
+    template: dict[str, Any], path: str, need_command: bool = True
+) -> list[SpecError]:
     pod_spec = template.get("spec")
     if not isinstance(pod_spec, dict):
         return [SpecError(f"{path}.spec", "required: a pod spec with at least one container")]
@@ -393,7 +439,7 @@ def _check_trial_template(template: dict[str, Any]) -> list[SpecError]:
             errors.append(SpecError(f"{path}.spec.containers[{i}].name", "required"))
         errors.extend(_check_env(c.get("env"), f"{path}.spec.containers[{i}].env"))
     first = containers[0]
-    if isinstance(first, dict):
+    if isinstance(first, dict) and need_command:
         command = first.get("command")
         if command is None:
             errors.append(

@@ -45,6 +45,16 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "v1/events": kmock.ResourceInfo(kind="Event", namespaced=True, verbs=VERBS),
     "v1/secrets": kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=VERBS),
     "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=VERBS),
+    # The trial workload kinds' CRDs (the test kubelet plays the JobSet controller).
+    "jobset.x-k8s.io/v1alpha2/jobsets": kmock.ResourceInfo(
+        kind="JobSet", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
+    "trainer.kubeflow.org/v1alpha1/trainjobs": kmock.ResourceInfo(
+        kind="TrainJob", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
+    "kubeflow.org/v1/pytorchjobs": kmock.ResourceInfo(
+        kind="PyTorchJob", namespaced=True, verbs=VERBS, subresources=["status"]
+    ),
     "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
         kind="CustomResourceDefinition", namespaced=False, verbs=VERBS
     ),

@@ -9,6 +9,18 @@ podFailurePolicy ignores that condition, a replacement pod is started (the Job c
 part). A Job being deleted (deletionTimestamp, foreground) gets its process SIGTERMed; once it
 exited the Job's finalizer is removed.
 
+With `workloads=True` it also plays the JobSet controller (jobset.x-k8s.io/v1alpha2), closely
+enough for the operator's multi-node trials: per replicated job, `replicas` child Jobs named
+`<jobset>-<replicatedJob>-<index>` with the `jobset.sigs.k8s.io/*` labels and the job-index
+annotation on Job and pod (a pod's env `fieldRef`s to its annotations and labels resolve); the
+JobSet's `Completed` condition once every child Job completed, `Failed` (the operator's
+`maxRestarts: 0`) as soon as one failed, which deletes the other child Jobs (their pods get
+SIGTERM); `spec.suspend` holds the children back; a JobSet being deleted deletes its children and
+loses its finalizers once their pods are gone. A child Job whose `podFailurePolicy` says `FailJob`
+for `DisruptionTarget` fails when its pod is preempted (a Job's `Ignore` starts a replacement).
+Not played: JobSet restarts (`maxRestarts > 0`), success/startup policies, exclusive placement,
+DNS/headless services, the TrainJob and PyTorchJob controllers.
+
 Inline mode (`inline=toy_trial.run`, for the scale benchmark and the soak test): instead of a
 process per pod, the trial's training loop runs in a thread of this process with the pod's
 environment, through the real SDK (checkpoints, durable results); SIGTERM reaches the SDK's
@@ -19,6 +31,7 @@ Thousands of pods then cost threads, not interpreter start-ups.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import signal
@@ -38,6 +51,72 @@ from kubetune.trial import Trial
 from kubetune.trial.env import TrialEnv
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _disruption_action(job: dict[str, Any]) -> str:
+    """What the Job's podFailurePolicy does with a DisruptionTarget pod (Ignore, FailJob)."""
+    rules = ((job.get("spec") or {}).get("podFailurePolicy") or {}).get("rules") or []
+    for rule in rules:
+        for cond in rule.get("onPodConditions") or []:
+            if cond.get("type") == "DisruptionTarget":
+                return str(rule.get("action"))
+    return "Ignore"  # the operator's single-pod Jobs: a replacement pod resumes the segment
+
+
+def _field(meta: dict[str, Any], path: str) -> str:
+    """A downward-API fieldRef (metadata.name, metadata.annotations['k'], metadata.labels['k'])."""
+    for part in ("annotations", "labels"):
+        prefix = f"metadata.{part}['"
+        if path.startswith(prefix) and path.endswith("']"):
+            return str((meta.get(part) or {}).get(path[len(prefix) : -2], ""))
+    if path.startswith("metadata."):
+        return str(meta.get(path.removeprefix("metadata."), ""))
+    raise ValueError(f"fieldRef {path!r} is not emulated")
+
+
+def _expected_children(js: dict[str, Any]) -> int:
+    return sum(int(r.get("replicas") or 1) for r in js["spec"].get("replicatedJobs") or [])
+
+
+def _child_jobs(js: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Jobs the JobSet controller creates: `replicas` per replicated job."""
+    meta = js["metadata"]
+    out = []
+    for rjob in js["spec"].get("replicatedJobs") or []:
+        for index in range(int(rjob.get("replicas") or 1)):
+            template = copy.deepcopy(rjob["template"])
+            ours = {
+                "jobset.sigs.k8s.io/jobset-name": meta["name"],
+                "jobset.sigs.k8s.io/replicatedjob-name": rjob["name"],
+                "jobset.sigs.k8s.io/job-index": str(index),
+            }
+            job_meta = template.get("metadata") or {}
+            pod_meta = template["spec"]["template"].setdefault("metadata", {})
+            for m in (job_meta, pod_meta):
+                m["labels"] = {**(m.get("labels") or {}), **ours}
+                m["annotations"] = {**(m.get("annotations") or {}), **ours}
+            out.append(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {
+                        **job_meta,
+                        "name": f"{meta['name']}-{rjob['name']}-{index}",
+                        "namespace": meta["namespace"],
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "jobset.x-k8s.io/v1alpha2",
+                                "kind": "JobSet",
+                                "name": meta["name"],
+                                "uid": meta["uid"],
+                                "controller": True,
+                            }
+                        ],
+                    },
+                    "spec": template["spec"],
+                }
+            )
+    return out
 
 
 def _now() -> str:
@@ -142,6 +221,7 @@ class TestKubelet:
         inline: InlineTarget | None = None,
         period: float = 0.05,
         skip_succeeded: bool = False,
+        workloads: bool = False,
     ) -> None:
         self.api = KubeApi.connect(host, user_agent="kt-kubelet")
         self.inline = inline
@@ -150,6 +230,8 @@ class TestKubelet:
         # cost the kubelet nothing. Not for tests that delete finished Jobs (their finalizer
         # would never be removed).
         self.skip_succeeded = skip_succeeded
+        self.workloads = workloads  # play the JobSet controller too
+        self.jobsets_started: set[str] = set()  # uids of JobSets whose child Jobs were created
         self.stdout: _ThreadStdout | None = None
         self.workdir = workdir
         self.secrets = secrets or {}
@@ -208,6 +290,8 @@ class TestKubelet:
             (j["metadata"]["namespace"], j["metadata"]["name"]): j
             for j in self._list("/apis/batch/v1/jobs", query)
         }
+        if self.workloads:
+            self._sync_jobsets(jobs)
         # processes whose Job vanished (deleted without foreground): kill
         for p in list(self.procs.values()):
             job = jobs.get((p.ns, p.job))
@@ -269,6 +353,7 @@ class TestKubelet:
             "job-name": jname,
             "batch.kubernetes.io/job-name": jname,
         }
+        annotations = dict((template.get("metadata") or {}).get("annotations") or {})
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -276,6 +361,7 @@ class TestKubelet:
                 "name": pod_name,
                 "namespace": ns,
                 "labels": labels,
+                "annotations": annotations,
                 "ownerReferences": [
                     {
                         "apiVersion": "batch/v1",
@@ -300,6 +386,8 @@ class TestKubelet:
         for e in container.get("env") or []:
             if "value" in e:
                 env[e["name"]] = str(e["value"])
+            elif "fieldRef" in e.get("valueFrom", {}):
+                env[e["name"]] = _field(pod["metadata"], e["valueFrom"]["fieldRef"]["fieldPath"])
             elif "valueFrom" in e:
                 ref = e["valueFrom"]["secretKeyRef"]
                 env[e["name"]] = self.secrets[ref["name"]][ref["key"]]
@@ -326,6 +414,78 @@ class TestKubelet:
         self.procs[pod_name] = Proc(pod_name, jname, ns, popen, log)
         self.started.append(pod_name)
         self.start_times.append(time.time())
+
+    # ------------------------------------------------------------------ the JobSet controller
+
+    def _sync_jobsets(self, jobs: dict[tuple[str, str], dict[str, Any]]) -> None:
+        for js in self._list("/apis/jobset.x-k8s.io/v1alpha2/jobsets"):
+            meta = js["metadata"]
+            ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+            children = {
+                jname: job
+                for (jns, jname), job in jobs.items()
+                if jns == ns
+                and any(r.get("uid") == uid for r in job["metadata"].get("ownerReferences") or [])
+            }
+            if meta.get("deletionTimestamp"):
+                for jname, job in children.items():
+                    if not job["metadata"].get("deletionTimestamp"):
+                        with contextlib.suppress(ApiError):
+                            self.api.delete("Job", ns, jname)
+                names = {c["metadata"]["name"] for c in _child_jobs(js)}
+                running = any(p.job in names and p.ns == ns for p in self.procs.values())
+                if not running and not children:
+                    with contextlib.suppress(ApiError):
+                        self.api.patch("JobSet", ns, name, {"metadata": {"finalizers": None}})
+                continue
+            if condition(js, "Completed") or condition(js, "Failed"):
+                continue
+            if js["spec"].get("suspend"):
+                continue
+            if uid not in self.jobsets_started:
+                self.jobsets_started.add(uid)
+                for child in _child_jobs(js):
+                    with contextlib.suppress(ApiError):
+                        self.api.create("Job", ns, child)
+                continue
+            failed = [j for j in children.values() if condition(j, "Failed")]
+            done = [j for j in children.values() if condition(j, "Complete")]
+            now = _now()
+            if failed:
+                first = failed[0]
+                cond = condition(first, "Failed") or {}
+                status = {
+                    "conditions": [
+                        {
+                            "type": "Failed",
+                            "status": "True",
+                            "reason": "FailedJobs",
+                            "message": f"jobset failed due to reaching max number of restarts "
+                            f"(job {first['metadata']['name']}: {cond.get('reason', '')})",
+                            "lastTransitionTime": now,
+                        }
+                    ]
+                }
+                for jname, job in children.items():
+                    if not (condition(job, "Failed") or condition(job, "Complete")):
+                        with contextlib.suppress(ApiError):
+                            self.api.delete("Job", ns, jname)
+            elif len(done) == _expected_children(js):
+                status = {
+                    "conditions": [
+                        {
+                            "type": "Completed",
+                            "status": "True",
+                            "reason": "AllJobsCompleted",
+                            "message": "jobset completed successfully",
+                            "lastTransitionTime": now,
+                        }
+                    ]
+                }
+            else:
+                continue
+            with contextlib.suppress(ApiError):
+                self.api.patch("JobSet", ns, name, {"status": status}, sub="status")
 
     def _patch_pod(self, p: Proc, patch: dict[str, Any]) -> None:
         try:
@@ -364,10 +524,13 @@ class TestKubelet:
                 self.api.delete("Pod", p.ns, p.pod)
             return
         name = job["metadata"]["name"]
-        if p.disrupted:
+        if p.disrupted and _disruption_action(job) == "Ignore":
             return  # podFailurePolicy: Ignore → the sync loop starts a replacement pod
         now = _now()
-        if code == 0:
+        reason, message = "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+        if p.disrupted:
+            reason, message = "PodFailurePolicy", f"Pod {p.pod} has condition DisruptionTarget"
+        if code == 0 and not p.disrupted:
             status = {
                 "succeeded": 1,
                 "active": 0,
@@ -385,14 +548,14 @@ class TestKubelet:
                     {
                         "type": "FailureTarget",
                         "status": "True",
-                        "reason": "BackoffLimitExceeded",
+                        "reason": reason,
                         "lastTransitionTime": now,
                     },
                     {
                         "type": "Failed",
                         "status": "True",
-                        "reason": "BackoffLimitExceeded",
-                        "message": "Job has reached the specified backoff limit",
+                        "reason": reason,
+                        "message": message,
                         "lastTransitionTime": now,
                     },
                 ],

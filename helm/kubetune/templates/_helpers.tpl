@@ -113,6 +113,20 @@ are added where the namespaced peering is used.
   resources: ["pods/log"]
   verbs: ["get"]
 {{- end }}
+{{- include "kubetune.workloadRules" . }}
+{{- end }}
+
+{{/* Trial workload kinds beyond Job (docs/workloads.md): rights only for kinds a
+`workloads.*` flag enables. The executor creates, lists, reads and deletes them. */}}
+{{- define "kubetune.workloadRules" -}}
+{{- $w := .Values.workloads | default dict }}
+{{- range $flag, $res := dict "jobset" (list "jobset.x-k8s.io" "jobsets") "trainjob" (list "trainer.kubeflow.org" "trainjobs") "pytorchjob" (list "kubeflow.org" "pytorchjobs") }}
+{{- if index $w $flag }}
+- apiGroups: [{{ index $res 0 | quote }}]
+  resources: [{{ index $res 1 | quote }}]
+  verbs: ["get", "list", "create", "delete"]
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* kopf's cluster-scoped backbone: it lists and watches namespaces and CRDs. */}}

@@ -37,6 +37,11 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "Secret": ("/api/v1", "secrets"),  # read only: a Study's storage credentials
+    # Trial workloads beyond a Job (backends/k8s/workloads/): only for Studies whose
+    # trialTemplate is one of these kinds.
+    "JobSet": ("/apis/jobset.x-k8s.io/v1alpha2", "jobsets"),
+    "TrainJob": ("/apis/trainer.kubeflow.org/v1alpha1", "trainjobs"),
+    "PyTorchJob": ("/apis/kubeflow.org/v1", "pytorchjobs"),
 }
 
 

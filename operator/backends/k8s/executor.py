@@ -18,6 +18,13 @@ How a segment's end is judged:
   preemption count and the Study's events still show it.
 - Job gone and not stopped by us → `lost`: the controller resumes it from its checkpoint.
 
+Trials beyond Job (a Study whose trialTemplate is a JobSet, TrainJob or PyTorchJob; see
+`workloads/`): the executor creates, lists (one call a pass), reads and deletes that kind
+instead, finds each object's pods by their `kubetune.io/workload` label and judges by the kind's
+adapter (`_poll_workload`): its success/failure conditions; a disrupted pod restarts the whole
+object from the trial's newest checkpoint (counted as a preemption, never a failure). A kind
+the cluster does not serve or the operator may not use fails the trial (`WorkloadUnavailable`).
+
 Policy: every Job is rendered against the operator's trial policy for the namespace; a template
 that breaks it is never created, and the segment ends with failure reason `PolicyViolation`.
 
@@ -40,8 +47,13 @@ from kubetune.operator.backends.k8s.api import ApiError, KubeApi
 from kubetune.operator.backends.k8s.jobs import (
     PolicyViolation,
     job_name,
-    render_job,
     selector_labels,
+)
+from kubetune.operator.backends.k8s.workloads import (
+    LABEL_WORKLOAD,
+    WorkloadAdapter,
+    adapter_for,
+    render_workload,
 )
 from kubetune.operator.controller.executor import SegmentStatus
 from kubetune.operator.spec.policy import TemplatePolicy
@@ -88,6 +100,22 @@ def job_of(pod: dict[str, Any]) -> str:
     return ""
 
 
+def pod_disrupted(pod: dict[str, Any]) -> bool:
+    """The platform took the pod away (preemption, eviction, node loss): unlike
+    `pod_preempted`, not a pod that merely exited 75 on SIGTERM, which is what the other pods of
+    a multi-node workload do when the platform stops it because of one disrupted pod."""
+    if condition(pod, "DisruptionTarget") is not None:
+        return True
+    return (pod.get("status") or {}).get("reason") in PREEMPTION_REASONS
+
+
+def workload_of(pod: dict[str, Any]) -> str:
+    """The name of the object a pod runs for: the `kubetune.io/workload` label the renderer
+    puts on every pod template of a JobSet/TrainJob/PyTorchJob, else its Job."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(LABEL_WORKLOAD) or "") or job_of(pod)
+
+
 def waiting_to_run(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
     """The Job is not training now: suspended (Kueue admits it later), no pod yet, or its newest
     pod (a replacement after a preemption, say) still Pending. Such time does not count against
@@ -127,6 +155,14 @@ class K8sExecutor:
         self.pods: dict[str, list[dict[str, Any]]] = {}
         self.created: dict[str, float] = {}  # job name -> monotonic creation time
         self.snapshot_at = 0.0
+        template = (study().get("spec") or {}).get("trialTemplate") or {}
+        # None: trials are Jobs. Else the kind whose objects this executor creates, lists and
+        # judges (backends/k8s/workloads/).
+        self.adapter: WorkloadAdapter | None = adapter_for(template)
+        self.kind = self.adapter.kind if self.adapter is not None else "Job"
+        # Why the kind cannot be used (not served, or not allowed to the operator): its trials
+        # fail with WorkloadUnavailable and this message instead of waiting forever.
+        self.unavailable = ""
 
     # ------------------------------------------------------------------ pass
 
@@ -141,10 +177,19 @@ class K8sExecutor:
             jobs = self.api.list("Job", self.namespace, labels)
         if pods_in is None:
             pods_in = self.api.list("Pod", self.namespace, labels)
+        if self.adapter is not None:  # the kind's objects: one list call a pass
+            try:
+                jobs = self.api.list(self.kind, self.namespace, labels)
+                self.unavailable = ""
+            except ApiError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                self.unavailable = self._unavailable(exc)
+                jobs = []
         self.jobs = {j["metadata"]["name"]: j for j in jobs}
         pods: dict[str, list[dict[str, Any]]] = {}
         for pod in pods_in:
-            pods.setdefault(job_of(pod), []).append(pod)
+            pods.setdefault(workload_of(pod), []).append(pod)
         for items in pods.values():
             items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         self.pods = pods
@@ -207,7 +252,7 @@ class K8sExecutor:
         for _ in range(20):
             name = job_name(env.study, env.trial_id, env.segment, h["attempt"])
             try:
-                job = render_job(
+                job = render_workload(
                     self.study(),
                     trial,
                     env,
@@ -216,16 +261,26 @@ class K8sExecutor:
                     policy=self.policy,
                 )
             except PolicyViolation as exc:
-                log.warning("not creating Job %s: %s", name, exc)
+                log.warning("not creating %s %s: %s", self.kind, name, exc)
                 h["state"] = "rejected"
                 h["rejected"] = f"{exc.policy.describe()} forbids the trial template: {exc}"
                 return
+            if self.unavailable:
+                h["state"] = "rejected"
+                h["rejectedReason"] = "WorkloadUnavailable"
+                h["rejected"] = self.unavailable
+                return
             try:
-                self.api.create("Job", self.namespace, job)
+                self._create_object(job)
             except ApiError as exc:
+                if exc.status in (403, 404) and self.adapter is not None:
+                    h["state"] = "rejected"
+                    h["rejectedReason"] = "WorkloadUnavailable"
+                    h["rejected"] = self._unavailable(exc)
+                    return
                 if exc.status != 409:
                     raise
-                existing = self.api.get("Job", self.namespace, name)
+                existing = self._get_object(name)
                 if existing is not None and self._adoptable(existing):
                     break  # a previous operator created it: adopt, never duplicate
                 h["attempt"] += 1
@@ -234,6 +289,42 @@ class K8sExecutor:
         h["job"] = name
         h["state"] = "launched"
         self.created[name] = time.monotonic()
+
+    # One call site per verb for Jobs, with the kind spelt out, so that the chart's RBAC check
+    # (tests/helm/test_rbac_usage.py) sees what a Job trial needs; the workload kinds' rights
+    # come from the chart's `workloads.*` flags.
+    def _create_object(self, obj: dict[str, Any]) -> None:
+        if self.adapter is None:
+            self.api.create("Job", self.namespace, obj)
+        else:
+            self.api.create(self.kind, self.namespace, obj)
+
+    def _get_object(self, name: str) -> dict[str, Any] | None:
+        if self.adapter is None:
+            return self.api.get("Job", self.namespace, name)
+        return self.api.get(self.kind, self.namespace, name)
+
+    def _delete_object(self, name: str) -> None:
+        # Foreground: the object stays until its pods have terminated (SIGTERM, grace period,
+        # checkpoint), so "gone" means "the segment's checkpoint is final".
+        if self.adapter is None:
+            self.api.delete("Job", self.namespace, name, propagation="Foreground")
+        else:
+            self.api.delete(self.kind, self.namespace, name, propagation="Foreground")
+
+    def _unavailable(self, exc: ApiError) -> str:
+        """What to tell the user when the API refuses the workload kind."""
+        assert self.adapter is not None
+        what = f"{self.kind} ({self.adapter.api_version}, {self.adapter.plural})"
+        if exc.status == 404:
+            return (
+                f"the cluster does not serve {what}: install its controller and CRD, or use "
+                "another trialTemplate kind"
+            )
+        return (
+            f"the operator may not use {what} in namespace {self.namespace} (403): enable "
+            f"`workloads.{self.kind.lower()}` in the kubetune chart's values"
+        )
 
     def _adoptable(self, job: dict[str, Any]) -> bool:
         """A Job of this segment's attempt that a previous operator created (it crashed before
@@ -249,11 +340,10 @@ class K8sExecutor:
             handle.update(h)
             self.handles[handle["trial"]] = h = handle
         if h["state"] == "rejected":
+            reason = h.get("rejectedReason", "PolicyViolation")
             return self._ended(
                 h,
-                SegmentStatus(
-                    "exited", log_tail=h.get("rejected", ""), failure_reason="PolicyViolation"
-                ),
+                SegmentStatus("exited", log_tail=h.get("rejected", ""), failure_reason=reason),
             )
         if h["state"] == "deferred":
             job = self.jobs.get(h["job"])
@@ -274,6 +364,8 @@ class K8sExecutor:
                 return SegmentStatus("running")
             return self._ended(h, SegmentStatus("lost", log_tail="Job not found"))
         pods = self.pods.get(h["job"], [])
+        if self.adapter is not None:
+            return self._poll_workload(h, self.adapter, job, pods)
         failed = condition(job, "Failed")
         if failed is not None:  # the failure judgement reports any disruption itself
             return self._ended(h, self._judge_failure(failed, pods))
@@ -317,6 +409,55 @@ class K8sExecutor:
             )
         return 0, ""
 
+    def _poll_workload(
+        self,
+        h: dict[str, Any],
+        adapter: WorkloadAdapter,
+        obj: dict[str, Any],
+        pods: list[dict[str, Any]],
+    ) -> SegmentStatus:
+        """A JobSet/TrainJob/PyTorchJob segment. A disrupted pod, or a failure whose pods say
+        preemption, restarts the whole object from the trial's newest checkpoint: it is deleted
+        (foreground: gone once every pod has exited, the rank-0 process having committed its
+        checkpoint on SIGTERM) and created again as the next attempt, as a paused segment is.
+        The segment goes on running meanwhile; the disruption is reported as absorbed, so it
+        counts as a preemption and never as a failure."""
+        ours = bool(
+            h.get("stopping")
+            or h["state"] == "pausing"
+            or (obj.get("metadata") or {}).get("deletionTimestamp")
+        )
+        outcome = adapter.outcome(obj)
+        if outcome is not None and outcome.succeeded:  # whatever happened on the way
+            return self._ended(h, SegmentStatus("exited", exit_code=0))
+        if not ours:
+            disrupted = [p for p in pods if pod_disrupted(p)]
+            judged = None
+            if outcome is not None and not outcome.succeeded and not disrupted:
+                failed = {"reason": outcome.reason, "message": outcome.message}
+                judged = self._judge_failure(failed, pods)
+            if disrupted or (judged is not None and judged.preempted):
+                last = disrupted[-1] if disrupted else None
+                cond = (condition(last, "DisruptionTarget") or {}) if last is not None else {}
+                what = (
+                    f"pod {last['metadata']['name']}: "
+                    f"{cond.get('message') or (last.get('status') or {}).get('reason') or ''}"
+                    if last is not None
+                    else f"{adapter.kind} {h['job']} stopped by a preemption"
+                )
+                log.info("restarting %s %s: %s", adapter.kind, h["job"], what)
+                h["state"] = "pausing"
+                self._delete_job(h)
+                return SegmentStatus(
+                    "running",
+                    preemptions_absorbed=max(1, len(disrupted)),
+                    preemption_message=f"{what}; the whole {adapter.kind} restarts from the "
+                    "trial's newest checkpoint",
+                )
+            if judged is not None:
+                return self._ended(h, judged)
+        return SegmentStatus("running", queued=adapter.suspended(obj) or waiting_to_run({}, pods))
+
     def _judge_failure(self, failed: dict[str, Any], pods: list[dict[str, Any]]) -> SegmentStatus:
         dead = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
         if not dead:
@@ -358,12 +499,10 @@ class K8sExecutor:
         pass  # never held
 
     def _delete_job(self, h: dict[str, Any]) -> None:
-        # Foreground: the Job object stays until its pod has terminated (SIGTERM, grace period,
-        # checkpoint), so "Job gone" means "the segment's checkpoint is final".
         try:
-            self.api.delete("Job", self.namespace, h["job"], propagation="Foreground")
+            self._delete_object(h["job"])
         except ApiError as exc:
-            log.warning("deleting Job %s: %s", h["job"], exc)
+            log.warning("deleting %s %s: %s", self.kind, h["job"], exc)
 
     def changed(self) -> set[str] | None:
         return None  # every poll answers from this pass's snapshot

@@ -57,6 +57,7 @@ from kubetune.operator.backends.k8s.storage_access import (
     study_event,
 )
 from kubetune.operator.backends.k8s.store import TrialStore, rfc3339
+from kubetune.operator.backends.k8s.workloads import adapter_for
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.metrics import MetricSource, NoLiveMetrics, WithDurableResults
 from kubetune.operator.controller.reconcile import Controller
@@ -664,6 +665,13 @@ def cleanup(settings: OperatorSettings, body: Any) -> None:
     for job in jobs:
         if not job["metadata"].get("deletionTimestamp"):
             api.delete("Job", ns, job["metadata"]["name"], propagation="Foreground")
+    adapter = adapter_for((body.get("spec") or {}).get("trialTemplate") or {})
+    if adapter is not None:  # a JobSet/TrainJob/PyTorchJob trial's objects, waited for alike
+        objects = api.list(adapter.kind, ns, {LABEL_STUDY: name})
+        for obj in objects:
+            if not obj["metadata"].get("deletionTimestamp"):
+                api.delete(adapter.kind, ns, obj["metadata"]["name"], propagation="Foreground")
+        jobs = jobs + objects
     for trial in api.list("Trial", ns, {LABEL_STUDY: name}):
         api.delete("Trial", ns, trial["metadata"]["name"])
     if jobs:

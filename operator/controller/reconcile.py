@@ -828,6 +828,12 @@ class Controller:
             if handle is None:  # it died or gave up waiting: it is the executor's to reap
                 self.slots.refused += 1
                 self.executor.release(slot.handle)
+                self.event(
+                    None,
+                    "SlotUnavailable",
+                    f"the warm slot that ran {slot.last_trial} could not take segment "
+                    f"{env.segment} of {t.trial_id} (its process has exited or stopped waiting)",
+                )
                 continue
             self.slots.assigned += 1
             where = f" (pid {handle['pid']})" if handle.get("pid") else ""

@@ -144,3 +144,50 @@ def test_a_slot_killed_mid_assignment_resumes_that_trial_from_its_checkpoint(
     assert pids[0] == slot_pid and len(pids) == 2 and pids[1] != slot_pid
     for step, values in t1["results"].items():
         assert abs(values["loss"] - toy_loss(t1["params"], int(step))) < 1e-9
+
+
+TOY = Path(__file__).resolve().parents[1] / "fixtures" / "toy_trial.py"
+
+
+def _held(executor: Any, handle: dict[str, Any]) -> Any:
+    return _wait_for(lambda: (lambda s: s if s.held_at == 2 else None)(executor.poll(handle)))
+
+
+def test_assign_refuses_a_process_that_is_no_slot_or_is_gone(tmp_path: Path) -> None:
+    """The executor hands a segment only to a live process that offered itself as a slot;
+    otherwise None, and the controller launches the segment as usual (SlotUnavailable)."""
+    from kubetune.operator.backends.local.executor import LocalExecutor
+    from kubetune.trial import TrialEnv
+
+    def env(trial: str) -> TrialEnv:
+        return TrialEnv(
+            study="toy",
+            trial_id=trial,
+            segment=0,
+            params={"x": 0.5, "lr": 0.1},
+            stop_at=2,
+            milestones=[2],
+            objectives=["loss"],
+            checkpoint_url=(tmp_path / "ckpt" / trial).as_uri(),
+            hold_seconds=30.0,
+            slot_seconds=30.0,
+        )
+
+    for slot in (False, True):
+        container = {"name": "t", "command": ["python", str(TOY)]}
+        if slot:
+            container["env"] = [{"name": "TOY_SLOT", "value": "1"}]
+        template = {"spec": {"containers": [container]}}
+        executor = LocalExecutor(template, tmp_path, tmp_path / f"run-{slot}")
+        try:
+            handle = executor.launch(env("t0000"))
+            status = _held(executor, handle)
+            assert status.reusable is slot  # only a slot() loop offers its process
+            if slot:
+                os.kill(handle["pid"], signal.SIGKILL)
+                _wait_for(lambda ex=executor, h=handle: ex.poll(h).status != "running")
+            assert executor.assign(handle, env("t0001")) is None
+            assert not (tmp_path / f"run-{slot}" / "logs" / "t0001-s000.log").exists()
+            executor.release(handle)
+        finally:
+            executor.close()

@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubetune.trial.checkpoint import CheckpointStore
+
 sys.path.append(str(Path(__file__).parent))
 
+import pytest
 from test_local_run import (
     _trial_at,
     _wait_for,
@@ -151,6 +154,57 @@ TOY = Path(__file__).resolve().parents[1] / "fixtures" / "toy_trial.py"
 
 def _held(executor: Any, handle: dict[str, Any]) -> Any:
     return _wait_for(lambda: (lambda s: s if s.held_at == 2 else None)(executor.poll(handle)))
+
+
+def _toy_env(tmp_path: Path, trial: str) -> Any:
+    from kubetune.trial import TrialEnv
+
+    return TrialEnv(
+        study="toy",
+        trial_id=trial,
+        segment=0,
+        params={"x": 0.5, "lr": 0.1},
+        stop_at=2,
+        milestones=[2],
+        objectives=["loss"],
+        checkpoint_url=(tmp_path / "ckpt" / trial).as_uri(),
+        hold_seconds=30.0,
+        slot_seconds=30.0,
+    )
+
+
+def test_a_restarted_controller_adopts_the_slot_it_had_assigned(tmp_path: Path) -> None:
+    """The controller died after handing t0001 to the slot and before saving the handle: the
+    next one's `adopt` (for the launch intent it finds) finds the slot running t0001."""
+    from kubetune.operator.backends.local.executor import LocalExecutor
+
+    container = {
+        "name": "t",
+        "command": ["python", str(TOY)],
+        "env": [{"name": "TOY_SLOT", "value": "1"}],
+    }
+    template = {"spec": {"containers": [container]}}
+    first = LocalExecutor(template, tmp_path, tmp_path / "run")
+    handle = first.launch(_toy_env(tmp_path, "t0000"))
+    try:
+        assert _held(first, handle).reusable
+        assigned = first.assign(handle, _toy_env(tmp_path, "t0001"))
+        assert assigned is not None and assigned["pid"] == handle["pid"]
+        again = LocalExecutor(template, tmp_path, tmp_path / "run")  # a new controller
+        assert again.adopt(_toy_env(tmp_path, "t9999")) is None
+        adopted = again.adopt(_toy_env(tmp_path, "t0001"))
+        assert adopted is not None
+        assert adopted["pid"] == handle["pid"] and adopted["trial"] == "t0001"
+        assert adopted["identity"] == {"trial": "t0000", "segment": 0}
+        # It runs t0001's segment to its stop_at and holds there, as any segment does.
+        assert _held(again, adopted).status == "running"
+        assert CheckpointStore((tmp_path / "ckpt" / "t0001").as_uri()).read_results() == {
+            2: pytest.approx({"loss": toy_loss({"x": 0.5, "lr": 0.1}, 2), "size": 5.0})
+        }
+        again.release(adopted)
+    finally:
+        first.release(handle)
+        first.close()
 
 
 def test_assign_refuses_a_process_that_is_no_slot_or_is_gone(tmp_path: Path) -> None:

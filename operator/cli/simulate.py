@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.operator.backends.sim.benchmarks import NAMES, make_benchmark
-from kubetune.operator.backends.sim.driver import check_study, simulate
+from kubetune.operator.backends.sim.driver import check_study, parse_time_limit, simulate
 from kubetune.operator.backends.sim.executor import SimCosts, read_trace
 from kubetune.operator.controller.state import fmt_number
 from kubetune.operator.report.files import write_outputs
@@ -53,7 +53,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a preempted segment reruns from its start instead of its last checkpoint",
     )
-    p.add_argument("--startup", type=float, default=60.0, help="seconds per segment start-up")
+    p.add_argument(
+        "--time-limit",
+        default=None,
+        help="end the study there: simulated wall-clock (3600, 3600s, 90m, 4h) or busy "
+        "GPU-hours (32gpuh); nothing launches after it and running segments are cut",
+    )
+    p.add_argument(
+        "--startup",
+        type=float,
+        default=60.0,
+        help="seconds a new process takes to start (a segment continued in place or run in a "
+        "warm slot does not pay it)",
+    )
     p.add_argument("--restore", type=float, default=10.0, help="seconds to load a checkpoint")
     p.add_argument("--save", type=float, default=5.0, help="seconds to save a checkpoint")
     p.add_argument(
@@ -131,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     workers = args.workers or spec.budget.parallelism
+    try:
+        limit = parse_time_limit(args.time_limit) if args.time_limit is not None else None
+    except ValueError as exc:
+        print(f"--time-limit: {exc}", file=sys.stderr)
+        return 1
     costs = SimCosts(
         args.startup,
         args.restore,
@@ -151,9 +168,10 @@ def run(args: argparse.Namespace) -> int:
         preemption_trace=trace,
         checkpoint_resume=not args.no_checkpoint_resume,
         reconcile_interval=args.reconcile_interval,
+        time_limit=limit,
     )
     output = Path(args.output or Path("runs") / f"{study.name}-sim").resolve()
-    files = write_outputs(result.state, spec, study.name, output)
+    files = write_outputs(result.state, spec, study.name, output, epochs=result.executor.epochs)
     summary_path = output / "summary.json"
     summary = json.loads(summary_path.read_text())
     extra: dict[str, Any] = {

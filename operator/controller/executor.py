@@ -39,6 +39,9 @@ class SegmentStatus:
     # The process reached its stop_at, committed that step's checkpoint and result, and waits
     # for the decision (continue in place): the step it holds at.
     held_at: int | None = None
+    # ... and can run any trial's next segment instead of exiting (a warm slot: its script
+    # loops over `kubetune.trial.slot()`), should this trial not go on in it.
+    reusable: bool = False
     # The segment waits for resources (a deferred Job, an unschedulable pod, a simulated queue):
     # not running yet, so the progress deadline does not count this time.
     queued: bool = False
@@ -68,6 +71,12 @@ class Executor(Protocol):
         """A held process is not continued: it exits now (its checkpoint is committed).
 
         The controller forgets `handle` at once; the executor reaps the process."""
+
+    # Optional (like `adopt`), looked up with getattr: an executor that can reuse processes has
+    #     def assign(self, handle, env) -> dict | None
+    # the released, reusable process of `handle` (a warm slot) runs segment `env` (any trial of
+    # the Study) next; returns that segment's handle, or None when it cannot (the process is gone
+    # or gave up waiting): the controller then releases it and launches `env` as usual.
 
     def close(self) -> None:
         """Release executor resources (the controller is exiting)."""

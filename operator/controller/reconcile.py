@@ -43,6 +43,7 @@ from kubetune.algorithms.base import (
 from kubetune.operator.controller.checkpoints import CheckpointLayout
 from kubetune.operator.controller.executor import Executor, SegmentStatus
 from kubetune.operator.controller.metrics import MetricSource
+from kubetune.operator.controller.slots import SlotPool
 from kubetune.operator.controller.state import (
     Failure,
     StateStore,
@@ -141,6 +142,10 @@ class Controller:
         # Trials whose process holds at its stop_at waiting for the decision (continue in
         # place), with the step: their slot goes to the next decision, theirs or another's.
         self.held: dict[str, int] = {}
+        # ... of which those whose process can run another trial's segment (warm slots).
+        self.reusable: set[str] = set()
+        # Processes whose trial's segment is over, waiting for any trial's next segment.
+        self.slots = SlotPool(self.spec.runtime.warm_slots.idle_seconds)
         for t in self.state.ordered():
             self._refresh(t)
         self.failed_count = self.state.failed
@@ -187,6 +192,7 @@ class Controller:
         """One reconcile pass; True once the study has ended."""
         if self.done:
             return True
+        self._expire_slots()
         # An executor that knows which segments changed (the simulator) says so; else poll all.
         changed = self.executor.changed()
         for t in self.active():
@@ -212,6 +218,7 @@ class Controller:
             self.state.message = f"{len(self.state.trials)} trials"
             self._dirty = True
             self._save()
+            self.release_slots("the study has completed")
             self.event(None, "StudyCompleted", self.state.message)
             return True
         return False
@@ -235,6 +242,8 @@ class Controller:
             and not t.stop_requested
         ):
             self.held[t.trial_id] = status.held_at  # its slot goes to the next decision
+            if status.reusable:
+                self.reusable.add(t.trial_id)
         else:
             self._check_progress(t)
         self._refresh(t)
@@ -330,7 +339,8 @@ class Controller:
             if status.held_at == step and t.record.phase == "Paused":
                 return  # it holds for the next decision (`_poll` marks it held)
             if status.held_at == step:
-                self._release_held(t)  # done with it (completed or stopped): it exits
+                # Done with it (completed or stopped): it exits, or waits as a warm slot.
+                self._release_held(t, reusable=status.reusable)
             else:
                 t.stop_requested = t.record.phase
                 self.executor.stop(t.handle)
@@ -338,6 +348,7 @@ class Controller:
     def _segment_ended(self, t: TrialState, status: SegmentStatus) -> None:
         t.handle = None
         self.held.pop(t.trial_id, None)
+        self.reusable.discard(t.trial_id)
         self._dirty = True
         self._remember_checkpoint(t)
         if t.record.phase != "Running":
@@ -507,6 +518,7 @@ class Controller:
                 self.executor.stop(t.handle)
         self._dirty = True
         self._save()
+        self.release_slots("the study has failed")
         self.event(None, "StudyFailed", self.state.message)
 
     # ------------------------------------------------------------------ decide + act
@@ -520,13 +532,21 @@ class Controller:
             for trial_id in list(self.held):
                 self._release_held(self.state.trials[trial_id])
 
-    def _release_held(self, t: TrialState) -> None:
-        """The held process of `t` is not continued: it exits, and the controller is done with
-        it now (the executor reaps it); its segment ended at the step it held at."""
+    def _release_held(self, t: TrialState, reusable: bool | None = None) -> None:
+        """The held process of `t` is not continued: the controller is done with it now, and
+        its segment ended at the step it held at. The process exits (the executor reaps it), or,
+        with warm slots and a script that loops over `kubetune.trial.slot()`, waits in the pool
+        for the next segment to start, of any trial."""
+        if reusable is None:
+            reusable = t.trial_id in self.reusable
         self.held.pop(t.trial_id, None)
+        self.reusable.discard(t.trial_id)
         if t.handle is None:
             return
-        self.executor.release(t.handle)
+        if reusable and self._warm_slots() and not self.draining:
+            self.slots.add(t.handle, self.clock(), t.trial_id)
+        else:
+            self.executor.release(t.handle)
         t.handle = None
         self._dirty = True
         self._touched.add(t.trial_id)
@@ -777,12 +797,73 @@ class Controller:
         self._save()  # the intent is durable before any process exists
         now = self.clock()
         for t in ready:
-            t.handle = self.executor.launch(self._env_for(t))
+            env = self._env_for(t)
+            t.handle = self._assign_slot(t, env) or self.executor.launch(env)
             t.launch_intent = None
             t.progress_at = now
             t.progress_step = t.restored[t.segment_index]
         self._dirty = True
         self._save()
+
+    # ------------------------------------------------------------------ warm slots
+
+    def _warm_slots(self) -> bool:
+        runtime = self.spec.runtime
+        return (
+            runtime.continue_in_place
+            and runtime.warm_slots.enabled
+            and getattr(self.executor, "assign", None) is not None
+        )
+
+    def _assign_slot(self, t: TrialState, env: TrialEnv) -> dict[str, Any] | None:
+        """Run `env` in a warm slot if one takes it; None: launch a new process. Called after
+        the launch intent is persisted, so a restarted controller adopts the slot's process
+        (the executor's `adopt` finds an assignment as it finds a launch)."""
+        assign = getattr(self.executor, "assign", None)
+        while assign is not None:
+            slot = self.slots.take()
+            if slot is None:
+                return None
+            handle: dict[str, Any] | None = assign(slot.handle, env)
+            if handle is None:  # it died or gave up waiting: it is the executor's to reap
+                self.slots.refused += 1
+                self.executor.release(slot.handle)
+                self.event(
+                    None,
+                    "SlotUnavailable",
+                    f"the warm slot that ran {slot.last_trial} could not take segment "
+                    f"{env.segment} of {t.trial_id} (its process has exited or stopped waiting)",
+                )
+                continue
+            self.slots.assigned += 1
+            where = f" (pid {handle['pid']})" if handle.get("pid") else ""
+            self.event(
+                t,
+                "WarmSlot",
+                f"segment {env.segment} runs in the warm slot{where} that ran {slot.last_trial}; "
+                "no new process",
+            )
+            return handle
+        return None
+
+    def _expire_slots(self) -> None:
+        """Release the slots idle for spec.runtime.warmSlots.idleSeconds (their quota back)."""
+        for slot in self.slots.expired(self.clock()):
+            self.slots.released_idle += 1
+            self.executor.release(slot.handle)
+            self.event(
+                None,
+                "SlotReleased",
+                f"the warm slot that ran {slot.last_trial} was idle for "
+                f"{self.spec.runtime.warm_slots.idle_seconds:g} s "
+                "(spec.runtime.warmSlots.idleSeconds); its process exits",
+            )
+
+    def release_slots(self, why: str) -> None:
+        """Every idle slot's process exits (the study ends or stops)."""
+        for slot in self.slots.drain():
+            self.executor.release(slot.handle)
+            self.event(None, "SlotReleased", f"the warm slot that ran {slot.last_trial}: {why}")
 
     def _settle_launch_intents(self) -> None:
         """After a restart: adopt the process of a segment whose launch was not recorded as
@@ -861,6 +942,7 @@ class Controller:
             s3_endpoint_url=self.layout.s3_endpoint_url,
             run=self.run_id,
             hold_seconds=runtime.hold_seconds if runtime.continue_in_place else 0.0,
+            slot_seconds=runtime.warm_slots.idle_seconds if self._warm_slots() else 0.0,
         )
 
     def _pinned_for(self, seg: Segment) -> list[int]:
@@ -923,6 +1005,7 @@ class Controller:
     def stop_all(self) -> None:
         """Ctrl-C: ask every live trial to checkpoint and exit; the study stays resumable."""
         self.draining = True
+        self.release_slots("the study is stopping")
         for t in self.state.trials.values():
             if t.handle is not None:
                 self.executor.stop(t.handle)

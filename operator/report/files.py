@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from kubetune.operator.controller.results import summary
 from kubetune.operator.controller.state import StudyState, TrialState, state_to_json
@@ -51,8 +52,13 @@ def write_outputs(
     *,
     checkpoints: str = "",
     interrupted: bool = False,
+    epochs: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[Path]:
     """Write the output folder; `checkpoints` is the run's storage prefix, for the summary.
+
+    `epochs`: every trained epoch per trial (the simulator knows them all, with their simulated
+    time): written as the trial's `epochs` list, where `milestones`-only results would hide the
+    learning curve's timing.
 
     `interrupted`: the run was stopped (Ctrl-C) and is resumable. Its state stays Running, so a
     resume continues it, but the summary says what a reader needs: it is not running any more.
@@ -71,6 +77,8 @@ def write_outputs(
             record["outcome"], record["outcomeDetail"] = outcome(
                 t, state.phase, spec.resource.metric
             )
+            if epochs is not None:
+                record["epochs"] = epochs.get(t.trial_id, [])
             f.write(json.dumps(record) + "\n")
     summary_path = out / "summary.json"
     doc = summary(state, spec, name)

@@ -248,6 +248,28 @@ class MetricsSpec:
 
 
 @dataclass(kw_only=True)
+class WarmSlotsSpec:
+    """Processes that outlive their trial's segment and run the next segment of another trial."""
+
+    enabled: bool = spec_field(
+        "A trial process that ended its segment (the trial completed, stopped or paused at a "
+        "decision point and was not continued) waits as a warm slot, and the next segment to "
+        "start, of any trial of this Study, runs in it instead of a new process: start-up "
+        "(interpreter, imports, CUDA init) is paid once per slot, not once per segment. Needs "
+        "the SDK's `for trial in kubetune.trial.slot():` loop; other scripts exit as before. "
+        "`kubetune run` and the simulator; the operator's Jobs do not reuse pods yet.",
+        default=True,
+    )
+    idle_seconds: float = spec_field(
+        "How long a warm slot waits for a segment to run before it is released (the process "
+        "exits), so that an idle slot never holds its resources for long.",
+        default=60.0,
+        minimum=1,
+        maximum=3600,
+    )
+
+
+@dataclass(kw_only=True)
 class RuntimeSpec:
     """How run segments use their processes."""
 
@@ -266,6 +288,10 @@ class RuntimeSpec:
         default=60.0,
         minimum=1,
         maximum=3600,
+    )
+    warm_slots: WarmSlotsSpec = spec_field(
+        "Warm slots: reuse a finished segment's process for the next segment of any trial.",
+        default_factory=WarmSlotsSpec,
     )
 
 

@@ -339,6 +339,7 @@ def test_continue_in_place_pays_start_up_once_per_process(algorithm: dict[str, A
     for in_place in (False, True):
         s = study(algorithm, 40)
         s.spec.runtime.continue_in_place = in_place
+        s.spec.runtime.warm_slots.enabled = False  # continue in place alone (see test_sim_slots)
         r = simulate(s, MovingLR(), workers=4, seed=5, costs=SimCosts())
         assert r.state.phase == "Completed" and r.state.failed == 0
         runs[in_place] = r

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ def test_continue_decision_trains_on_in_the_same_process(tmp_path: Path) -> None
     store = CheckpointStore(f"file://{tmp_path}/ckpt/t0001")
     assert sorted(store.read_results(min_segment=1)) == [3, 5]
     held = json.loads((tmp_path / "control" / "held-0.json").read_text())
-    assert held == {"segment": 0, "step": 2}
+    # Not `slot: true`: a plain init() session never offers its process to another trial.
+    assert held == {"segment": 0, "step": 2, "pid": os.getpid()}
 
 
 def test_exit_decision_or_no_decision_ends_the_loop(tmp_path: Path) -> None:

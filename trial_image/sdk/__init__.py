@@ -6,7 +6,7 @@ so it installs into any training image with ``pip install kubetune[trial]``.
 
 from .checkpoint import CheckpointError, CheckpointInfo, CheckpointStore
 from .env import EXIT_BAD_REPORT, EXIT_PREEMPTED, EXIT_SEGMENT_DONE, TrialEnv
-from .session import BadReportError, Trial, init
+from .session import BadReportError, Trial, init, slot
 
 __all__ = [
     "EXIT_BAD_REPORT",
@@ -19,4 +19,5 @@ __all__ = [
     "Trial",
     "TrialEnv",
     "init",
+    "slot",
 ]

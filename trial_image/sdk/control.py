@@ -10,13 +10,17 @@ on; anything else, or no answer in time, and it exits as before, having lost not
 
 The channel is a directory of small JSON files, each written atomically (temp name + rename):
 
-    held-<segment>.json      the process: "I hold at `step` of `segment`"
-    decision-<segment>.json  the controller: continue (with the next segment's env) or exit
+    held-<segment>.json      the process: "I hold at `step` of `segment`" (with its pid, and
+                             `slot: true` when it can run another trial's segment next)
+    decision-<segment>.json  the controller: continue (with the next segment's env), assign
+                             (warm slots: another trial's segment, its whole env and log file),
+                             or exit
     expired-<segment>.json   the process: "no decision came in time; I exit" (so a decision
                              written in the same instant is known to have gone unread)
 
 Locally the directory is on the controller's disk; every name carries the segment it is about,
-so a stale file of an earlier segment is never read as news.
+so a stale file of an earlier segment is never read as news. An assignment names a new directory
+(the assigned trial segment's own) in its env: the process holds there next.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ def _read(path: Path) -> dict[str, Any] | None:
 # -- the process's side ------------------------------------------------------------------
 
 
-def announce_hold(control_dir: str, segment: int, step: int) -> None:
-    _write(Path(control_dir) / f"held-{segment}.json", {"segment": segment, "step": step})
+def announce_hold(control_dir: str, segment: int, step: int, *, slot: bool = False) -> None:
+    doc: dict[str, Any] = {"segment": segment, "step": step, "pid": os.getpid()}
+    if slot:
+        doc["slot"] = True
+    _write(Path(control_dir) / f"held-{segment}.json", doc)
 
 
 def wait_decision(
@@ -93,6 +100,18 @@ def held_step(control_dir: str, segment: int) -> int | None:
         return None
 
 
+def held_doc(control_dir: str, segment: int) -> dict[str, Any] | None:
+    """The hold announcement of `segment` while it stands (not given up, not decided)."""
+    base = Path(control_dir)
+    if (base / f"expired-{segment}.json").exists() or (base / f"decision-{segment}.json").exists():
+        return None
+    return _read(base / f"held-{segment}.json")
+
+
+def read_decision(control_dir: str, segment: int) -> dict[str, Any] | None:
+    return _read(Path(control_dir) / f"decision-{segment}.json")
+
+
 def expired(control_dir: str, segment: int) -> bool:
     return (Path(control_dir) / f"expired-{segment}.json").exists()
 
@@ -101,4 +120,12 @@ def decide(control_dir: str, segment: int, decision: dict[str, Any]) -> None:
     _write(Path(control_dir) / f"decision-{segment}.json", decision)
 
 
-__all__ = ["announce_hold", "decide", "expired", "held_step", "wait_decision"]
+__all__ = [
+    "announce_hold",
+    "decide",
+    "expired",
+    "held_doc",
+    "held_step",
+    "read_decision",
+    "wait_decision",
+]

@@ -55,6 +55,9 @@ class TrialEnv:
     # holds, the segment's process exits at stop_at).
     control_dir: str = ""
     hold_seconds: float = 0.0
+    # Warm slots: how much longer than `hold_seconds` a process that runs `kubetune.trial.slot()`
+    # waits, once its trial's segment is over, for the next segment of any trial (0: it exits).
+    slot_seconds: float = 0.0
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -77,6 +80,7 @@ class TrialEnv:
             PREFIX + "RUN": self.run,
             PREFIX + "CONTROL_DIR": self.control_dir,
             PREFIX + "HOLD_SECONDS": str(self.hold_seconds),
+            PREFIX + "SLOT_SECONDS": str(self.slot_seconds),
         }
 
     @classmethod
@@ -116,4 +120,5 @@ class TrialEnv:
             run=get("RUN"),
             control_dir=get("CONTROL_DIR"),
             hold_seconds=float(get("HOLD_SECONDS", "0") or 0),
+            slot_seconds=float(get("SLOT_SECONDS", "0") or 0),
         )

@@ -12,6 +12,16 @@ A training script uses it like this::
         trial.save(state, step)
     trial.finish()
 
+Warm slots: a script that loops over :func:`slot` instead of calling :func:`init` lets its process
+run the next segment of *another* trial of the Study once its own is over, without a new process
+(no new interpreter, imports, CUDA init)::
+
+    for trial in kt.slot():
+        state, start = trial.restore()
+        for step in trial.steps(start):
+            ...
+    # no finish(): the loop exits the process when no assignment comes
+
 Preemption: Kubernetes sends SIGTERM and waits ``terminationGracePeriodSeconds`` before SIGKILL.
 The handler only sets a flag; the script notices it through ``steps()`` (or ``should_stop()``) at
 the end of the epoch, saves and calls ``finish()``, which exits with ``EXIT_PREEMPTED`` so the
@@ -122,6 +132,10 @@ class Trial:
         self._uploader: ThreadPoolExecutor | None = None
         self._upload: Future[CheckpointInfo] | None = None
         self.last_checkpoint: CheckpointInfo | None = None
+        # Warm slots: set by `slot()` (the process can run another trial's segment next), and
+        # the assignment the controller gave it while it held: (env, log file).
+        self.reusable = False
+        self.assignment: tuple[TrialEnv, str] | None = None
 
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["study", "run", "trial"]
@@ -421,10 +435,17 @@ class Trial:
             self.last_checkpoint is None or self.last_checkpoint.resource != step
         ):
             return False  # a crash after continuing must resume from this step's checkpoint
-        control.announce_hold(env.control_dir, env.segment, step)
-        decision = control.wait_decision(
-            env.control_dir, env.segment, env.hold_seconds, self._preempted
-        )
+        slot = self.reusable and env.slot_seconds > 0
+        control.announce_hold(env.control_dir, env.segment, step, slot=slot)
+        wait = env.hold_seconds + (env.slot_seconds if slot else 0.0)
+        decision = control.wait_decision(env.control_dir, env.segment, wait, self._preempted)
+        if decision is not None and decision.get("action") == "assign" and slot:
+            # Another trial's segment for this process: the loop ends, `slot()` starts it.
+            self.assignment = (
+                TrialEnv.from_env({k: str(v) for k, v in decision["env"].items()}),
+                str(decision.get("log") or ""),
+            )
+            return False
         if decision is None or decision.get("action") != "continue":
             return False
         merged = {**env.to_env(), **{k: str(v) for k, v in decision["env"].items()}}
@@ -504,6 +525,53 @@ class _ExitOnBadReport:
             sys.stderr.flush()
             os._exit(EXIT_BAD_REPORT)
         self.previous(exc_type, exc, tb)
+
+
+def _redirect_output(path: str) -> None:
+    """Point this process's stdout and stderr (fds 1 and 2, so child processes and C libraries
+    follow) at `path`: each trial's log file holds that trial's output only."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def slot(
+    environ: Mapping[str, str] | None = None, *, serve_metrics: bool = True
+) -> Iterator[Trial]:
+    """The trials this process runs, one segment each: its own, then any the controller
+    assigns it (warm slots, ``spec.runtime.warmSlots``).
+
+    Each :class:`Trial` is a fresh session of its trial: its params, ``KUBETUNE_*`` environment
+    (``os.environ`` is updated, for code that reads it), metric labels and metrics server, log
+    file and checkpoints; what the script built once (imports, CUDA context, datasets) stays.
+    A trial's segment ends as it would in a plain script (``steps()`` returns at ``stop_at``);
+    its process then holds, and the controller either continues it in place, assigns it
+    another trial's segment, or lets it go. When nothing is assigned (or on SIGTERM, or when
+    the Study turned warm slots off) the generator ends the process with :meth:`Trial.finish`'s
+    exit code, so nothing after the loop runs. Without a controller that assigns (an old
+    operator, a Job) it behaves like ``init()`` + ``finish()``.
+    """
+    trial = init(environ, serve_metrics=serve_metrics)
+    while True:
+        trial.reusable = True
+        yield trial
+        nxt = trial.assignment
+        if nxt is None or trial.preempted:
+            trial.finish()
+        env, log_file = nxt
+        trial.close()  # the previous trial's upload is committed, its metrics server stopped
+        log.info("warm slot: next is segment %d of %s", env.segment, env.trial_id)
+        if log_file:
+            _redirect_output(log_file)
+        os.environ.update(env.to_env())
+        trial = Trial(env, serve_metrics=serve_metrics)
+        if threading.current_thread() is threading.main_thread():
+            trial.install_signal_handler()
 
 
 def init(environ: Mapping[str, str] | None = None, *, serve_metrics: bool = True) -> Trial:

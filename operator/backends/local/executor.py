@@ -7,6 +7,12 @@ controller adopts them through the persisted handle (pid plus the trial's identi
 /proc/<pid>/environ, so a reused pid is never mistaken for the trial), or, when it died before
 the handle was persisted, by finding the segment's session leader by that identity (`adopt`).
 
+Warm slots: a process whose trial's segment is over and that loops over `kubetune.trial.slot()`
+may be handed another trial's segment (`assign`) over the same control channel: the decision
+carries that segment's whole environment, its own log file (the process points its stdout there)
+and its own control directory. Its handle names the new trial and segment and keeps, as
+`identity`, the trial and segment the process was started for (what /proc/<pid>/environ says).
+
 Two local stand-ins for what a kubelet does: a segment asked to stop gets the template's
 `terminationGracePeriodSeconds` (LOCAL_GRACE_S when unset) before its process group is
 SIGKILLed, and a log that outgrows its cap is cut, with a marker line, at each poll.
@@ -204,26 +210,55 @@ class LocalExecutor:
         return want
 
     def adopt(self, env: TrialEnv) -> dict[str, Any] | None:
-        """The handle of the segment's process if one runs (started by a controller that died
-        before it could persist the handle), else None."""
+        """The handle of the segment's process if one runs (started, or assigned to a warm
+        slot, by a controller that died before it could persist the handle), else None."""
         leaders = _session_leaders_with(self._identity(env.trial_id, env.segment, env.run))
-        if not leaders:
-            return None
-        handle = self._handle(env)
-        handle["pid"] = min(leaders)
-        handle["adopted"] = True
-        return handle
+        if leaders:
+            handle = self._handle(env)
+            handle["pid"] = min(leaders)
+            handle["adopted"] = True
+            return handle
+        return self._adopt_assignment(env)
 
-    def launch(self, env: TrialEnv) -> dict[str, Any]:
-        handle = self._handle(env)
-        log = Path(handle["log"])
+    def _adopt_assignment(self, env: TrialEnv) -> dict[str, Any] | None:
+        """A warm slot told to run `env` by the previous controller, if it still runs."""
+        for path in sorted((self.run_dir / "control").glob("*/decision-*.json")):
+            doc = control.read_decision(str(path.parent), int(path.stem.split("-", 1)[1]))
+            if doc is None or doc.get("action") != "assign":
+                continue
+            given = doc.get("env") or {}
+            if (
+                given.get("KUBETUNE_TRIAL") != env.trial_id
+                or given.get("KUBETUNE_SEGMENT") != str(env.segment)
+                or given.get("KUBETUNE_RUN", "") != env.run
+            ):
+                continue
+            identity = doc.get("identity") or {}
+            pid = int(doc.get("pid") or 0)
+            handle = self._handle(env)
+            handle.update(pid=pid, identity=identity, adopted=True)
+            handle["assignedFrom"] = {"control": str(path.parent), "segment": path.stem[9:]}
+            if pid and self._is_ours(handle):
+                return handle
+        return None
+
+    def _prepare(self, handle: dict[str, Any], env: TrialEnv) -> None:
+        """The segment's port file and (empty) control directory, named in `env`."""
         port_file = Path(handle["portFile"])
         port_file.unlink(missing_ok=True)
         env.metrics_port = 0
         env.metrics_port_file = str(port_file)
         if handle["control"]:
-            Path(handle["control"]).mkdir(parents=True, exist_ok=True)
+            folder = Path(handle["control"])
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in folder.glob("*.json"):  # an earlier run of this segment's channel
+                old.unlink(missing_ok=True)
             env.control_dir = handle["control"]
+
+    def launch(self, env: TrialEnv) -> dict[str, Any]:
+        handle = self._handle(env)
+        log = Path(handle["log"])
+        self._prepare(handle, env)
         environ = {**os.environ, **self.static_env, **env.to_env()}
         environ.setdefault("PYTHONUNBUFFERED", "1")
         argv = self._resolve(self.command)
@@ -266,7 +301,9 @@ class LocalExecutor:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             return False
-        want = self._identity(handle["trial"], int(handle["segment"]), handle.get("run", ""))
+        # A warm slot's environ is still that of the segment it was started for.
+        ident = handle.get("identity") or {"trial": handle["trial"], "segment": handle["segment"]}
+        want = self._identity(ident["trial"], int(ident["segment"]), handle.get("run", ""))
         return want <= set(environ)
 
     def poll(self, handle: dict[str, Any]) -> SegmentStatus:
@@ -298,7 +335,11 @@ class LocalExecutor:
                 _wait_until(lambda: not self._is_ours(handle), LEFTOVER_GRACE_S)
             if self._is_ours(handle):
                 return SegmentStatus(
-                    "running", metrics_url=url, held_at=self._held(handle), notices=tuple(notices)
+                    "running",
+                    metrics_url=url,
+                    held_at=self._held(handle),
+                    reusable=self._reusable(handle),
+                    notices=tuple(notices),
                 )
             if killed:
                 return SegmentStatus(
@@ -315,11 +356,26 @@ class LocalExecutor:
         code = proc.wait() if killed else proc.poll()
         if code is None:
             return SegmentStatus(
-                "running", metrics_url=url, held_at=self._held(handle), notices=tuple(notices)
+                "running",
+                metrics_url=url,
+                held_at=self._held(handle),
+                reusable=self._reusable(handle),
+                notices=tuple(notices),
             )
         del self.children[pid]
         self.stopping.pop(pid, None)
         self._end_group(pid)
+        if self._assignment_unread(handle):
+            notices.append(
+                (
+                    "AssignmentUnread",
+                    f"the warm slot (pid {pid}) gave up waiting just as it was assigned segment "
+                    f"{handle['segment']}; that segment starts again in a new process",
+                )
+            )
+            return SegmentStatus(
+                "lost", log_tail=tail(handle["log"]), metrics_url=url, notices=tuple(notices)
+            )
         if self._continued_unread(handle):
             # It gave up holding just as it was continued: it never ran the continued segment,
             # which is launched again from the checkpoint it held at.
@@ -348,6 +404,58 @@ class LocalExecutor:
         if not handle.get("control"):
             return None
         return control.held_step(handle["control"], _current(handle))
+
+    def _reusable(self, handle: dict[str, Any]) -> bool:
+        """It holds as a process that can run another trial's segment (`kubetune.trial.slot`)."""
+        if not handle.get("control"):
+            return False
+        doc = control.held_doc(handle["control"], _current(handle))
+        return bool(doc and doc.get("slot"))
+
+    def _assignment_unread(self, handle: dict[str, Any]) -> bool:
+        """The slot expired its wait in the segment before it was given this one."""
+        src = handle.get("assignedFrom")
+        return src is not None and control.expired(src["control"], src["segment"])
+
+    def assign(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
+        """Warm slot: the held, reusable process of `handle` runs segment `env` of any trial."""
+        if not handle.get("control") or "launchError" in handle:
+            return None
+        pid = int(handle["pid"])
+        proc = self.children.get(pid)
+        if proc is not None and proc.poll() is not None:
+            return None  # it has exited (gave up waiting): `release` reaps it
+        if proc is None and not self._is_ours(handle):
+            return None
+        if not self._reusable(handle):
+            return None
+        new = self._handle(env)
+        self._prepare(new, env)
+        identity = handle.get("identity") or {
+            "trial": handle["trial"],
+            "segment": int(handle["segment"]),
+        }
+        current = _current(handle)
+        decision = {
+            "action": "assign",
+            "env": env.to_env(),
+            "log": new["log"],
+            "pid": pid,
+            "identity": identity,
+        }
+        with open(new["log"], "ab") as out:
+            note = (
+                f"--- kubetune: segment {env.segment} of {env.trial_id} runs in the warm slot "
+                f"pid {pid} (its last segment: {handle['trial']} {current})\n"
+            )
+            out.write(note.encode())
+        control.decide(handle["control"], current, decision)
+        new.update(
+            pid=pid,
+            identity=identity,
+            assignedFrom={"control": handle["control"], "segment": current},
+        )
+        return new
 
     def _continued_unread(self, handle: dict[str, Any]) -> bool:
         """The process expired its hold of the segment before the one it was continued to."""

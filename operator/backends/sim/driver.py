@@ -7,6 +7,7 @@ The driver alternates controller passes with the executor's event clock; what it
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,39 @@ from kubetune.operator.controller.state import MemoryStateStore, StudyState
 from kubetune.operator.spec.model import Study
 
 
+@dataclass(frozen=True)
+class TimeLimit:
+    """Where a simulated study stops: simulated wall-clock seconds, or GPU-seconds busy (the
+    workers' allocated time, idle slots and holds included), whichever comes first."""
+
+    seconds: float = math.inf
+    gpu_seconds: float = math.inf
+
+    def describe(self) -> str:
+        if self.gpu_seconds < math.inf:
+            return f"{self.gpu_seconds / 3600.0:g} GPU-hours"
+        return f"{self.seconds:g} simulated seconds"
+
+
+_LIMIT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|h|gpuh|gpu-h|gpu-hours?)?\s*$", re.I)
+
+
+def parse_time_limit(text: str) -> TimeLimit:
+    """`3600`, `3600s`, `90m`, `4h` (simulated wall-clock) or `32gpuh` / `32gpu-h` (GPU-hours).
+
+    Raises ValueError naming the accepted forms."""
+    m = _LIMIT.match(text)
+    if m is None or float(m[1]) <= 0:
+        raise ValueError(
+            f"{text!r} is not a positive time: seconds (3600, 3600s), minutes (90m), hours (4h) "
+            "or GPU-hours (32gpuh)"
+        )
+    value, unit = float(m[1]), (m[2] or "s").lower()
+    if unit.startswith("gpu"):
+        return TimeLimit(gpu_seconds=value * 3600.0)
+    return TimeLimit(seconds=value * {"s": 1.0, "m": 60.0, "h": 3600.0}[unit])
+
+
 @dataclass
 class SimResult:
     state: StudyState
@@ -29,6 +63,8 @@ class SimResult:
     steps: int
     real_seconds: float
     peak_bytes: int = 0
+    time_limit: TimeLimit | None = None
+    limit_reached: bool = False
 
     @property
     def virtual_seconds(self) -> float:
@@ -66,10 +102,18 @@ class SimResult:
             "usefulFraction": round(acct["useful"] / acct["busy"], 6) if acct["busy"] else None,
             "utilization": round(acct["busy"] / (wall * ex.workers), 6) if wall else None,
             "segments": ex.counts["segments"],
+            "processesStarted": ex.counts["segments"]
+            - ex.counts["continued"]
+            - ex.counts["warmSlot"],
+            "segmentsContinuedInPlace": ex.counts["continued"],
+            "segmentsInWarmSlots": ex.counts["warmSlot"],
+            "warmSlots": self.controller.slots.counts(),
             "preemptions": ex.counts["preemptions"],
             "checkpointsSaved": ex.counts["checkpoints"],
             "events": ex.events_processed,
             "controllerPasses": self.steps,
+            "timeLimit": self.time_limit.describe() if self.time_limit else None,
+            "timeLimitReached": self.limit_reached,
             "realSeconds": round(self.real_seconds, 3),
             "incumbent": [
                 {"seconds": round(t, 3), "gpuHours": round(b / 3600.0, 6), "value": v}
@@ -93,8 +137,12 @@ def simulate(
     checkpoint_root: str | None = None,
     on_event: Callable[[str, str, str], None] | None = None,
     max_passes: int | None = None,
+    time_limit: TimeLimit | None = None,
 ) -> SimResult:
-    """Run `study` to its end on `workers` simulated GPUs; the real Controller decides."""
+    """Run `study` to its end on `workers` simulated GPUs; the real Controller decides.
+
+    `time_limit`: the study ends there (nothing launches after it; segments still running are
+    cut, their epochs trained so far counted, the one in progress lost); else at its budget."""
     problems = check_study(study, benchmark)
     if problems:
         raise ValueError("; ".join(problems))
@@ -122,6 +170,7 @@ def simulate(
     )
     t0 = time.perf_counter()
     steps = 0
+    reached = False
     try:
         while True:
             steps += 1
@@ -131,7 +180,13 @@ def simulate(
                 raise RuntimeError(f"simulation did not end within {max_passes} passes")
             if executor.has_news():
                 continue  # a stop took effect at once: let the controller see it now
-            if not executor.advance(reconcile_interval):
+            limit = _next_limit(executor, time_limit)
+            if not executor.advance(reconcile_interval, limit):
+                if limit < math.inf and executor.now >= limit:
+                    assert time_limit is not None
+                    _end_at_limit(controller, executor, time_limit)
+                    reached = True
+                    break
                 raise RuntimeError(
                     "simulation stalled: the study has not ended and no segment is running "
                     f"({controller.state.phase}; {len(controller.live)} live trials)"
@@ -139,7 +194,43 @@ def simulate(
     finally:
         real = time.perf_counter() - t0
         wipe(layout.study_url)
-    return SimResult(controller.state, controller, executor, steps, real)
+    return SimResult(
+        controller.state,
+        controller,
+        executor,
+        steps,
+        real,
+        time_limit=time_limit,
+        limit_reached=reached,
+    )
+
+
+def _next_limit(executor: SimulatedExecutor, limit: TimeLimit | None) -> float:
+    """The simulated time at which `limit` is reached if no event changes the busy workers."""
+    if limit is None:
+        return math.inf
+    until = limit.seconds
+    if limit.gpu_seconds < math.inf:
+        busy, running = executor.gpu_seconds_busy(), executor.running
+        left = max(0.0, limit.gpu_seconds - busy)
+        if running > 0:
+            until = min(until, executor.now + left / running)
+        elif left <= 0:
+            until = min(until, executor.now)
+    return until
+
+
+def _end_at_limit(controller: Controller, executor: SimulatedExecutor, limit: TimeLimit) -> None:
+    why = f"time limit reached ({limit.describe()})"
+    controller.release_slots(why)
+    for t in controller.active():
+        controller.event(t, "TimeLimit", f"{why}: cut while running")
+    executor.cut_at(executor.now)
+    state = controller.state
+    state.phase = "Completed"
+    state.finished = executor.now
+    state.message = f"{why}; {len(state.trials)} trials"
+    controller.event(None, "StudyCompleted", state.message)
 
 
 def check_study(study: Study, benchmark: Benchmark) -> list[str]:

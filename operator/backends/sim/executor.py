@@ -6,7 +6,8 @@ curve with a state, see sim_benchmarks.py):
 
     launch ─ startup ─ [restore] ─ epoch ─ [save] ─ epoch ─ ... ─ epoch stop_at ─ save ─ exit
 
-- startup: pod scheduling, image pull, process start (per segment, `SimCosts.startup`);
+- startup: pod scheduling, image pull, process start (per new process, `SimCosts.startup`): a
+  segment continued in place (`extend`) or run in a warm slot (`assign`) does not pay it;
 - restore: loading a checkpoint, when the segment starts from one (`SimCosts.restore`);
 - epochs: the benchmark's seconds per resource unit (lcbench: the surrogate's own `time`);
 - save: a checkpoint (`SimCosts.save`) at every milestone the controller asked for (rungs, PBT
@@ -63,7 +64,7 @@ from kubetune.trial.checkpoint import CheckpointStore, parse_checkpoint_name
 from kubetune.trial.env import TrialEnv
 
 EXIT_SIGTERM = 143
-LOST_KINDS = ("startup", "restore", "save", "preempted", "stopLatency", "hold")
+LOST_KINDS = ("startup", "restore", "save", "preempted", "stopLatency", "hold", "cutAtLimit")
 
 
 @dataclass
@@ -124,6 +125,8 @@ class _Segment:
     held_at: int | None = None
     held_state: State | None = None
     held_since: float = math.nan
+    # Every epoch this segment trains: (time its compute ends, epoch, metrics).
+    trained: list[tuple[float, int, dict[str, float]]] = field(default_factory=list)
 
     @property
     def trial(self) -> str:
@@ -224,6 +227,7 @@ class SimulatedExecutor:
         self.counts = {
             "segments": 0,
             "continued": 0,
+            "warmSlot": 0,
             "preemptions": 0,
             "checkpoints": 0,
             "results": 0,
@@ -232,6 +236,9 @@ class SimulatedExecutor:
         # (virtual seconds, GPU-seconds busy so far, trial, metrics) of every result at the
         # target resource: the incumbent trajectory.
         self.finals: list[tuple[float, float, str, dict[str, float]]] = []
+        # Every trained epoch per trial, for trials.jsonl: segment, epoch, simulated seconds at
+        # its end, its metrics, and whether a preemption or stop threw it away.
+        self.epochs: dict[str, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ Executor protocol
 
@@ -261,7 +268,10 @@ class SimulatedExecutor:
         if seg.status is not None:
             del self.segments[seg.sid]
             return seg.status
-        return SegmentStatus("running", held_at=seg.held_at)
+        held = seg.held_at is not None
+        return SegmentStatus(
+            "running", held_at=seg.held_at, reusable=held and seg.env.slot_seconds > 0
+        )
 
     def extend(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
         """The held segment's worker trains on from the held state: no start-up, no restore."""
@@ -285,8 +295,37 @@ class SimulatedExecutor:
         self._start(nxt, seg.worker, startup=False)
         return {"sim": sid, "trial": env.trial_id, "segment": env.segment}
 
+    def assign(self, handle: dict[str, Any], env: TrialEnv) -> dict[str, Any] | None:
+        """A warm slot: the held process of `handle` runs `env` (any trial) next, on the same
+        worker with no start-up; `env` restores its checkpoint (paying `restore`) if it has one."""
+        seg = self.segments.get(int(handle["sim"]))
+        if seg is None or seg.status is not None or seg.held_at is None:
+            if seg is not None and seg.status is not None:
+                del self.segments[seg.sid]  # it gave up waiting: nobody polls it any more
+            return None
+        self._end_hold(seg)
+        seg.gen += 1
+        del self.segments[seg.sid]
+        self._integrate(self.now)
+        self.running -= 1  # _start counts the worker again
+        origin = self._origin(env)
+        if not self.resume:
+            self.origins[(env.trial_id, env.segment)] = origin
+        sid = self.next_sid
+        self.next_sid += 1
+        nxt = _Segment(sid=sid, env=env, origin=origin, launched=self.now)
+        self.segments[sid] = nxt
+        self.results_of[env.trial_id] = (env.segment, nxt.results)
+        self.counts["segments"] += 1
+        self.counts["warmSlot"] += 1
+        self._start(nxt, seg.worker, startup=False)
+        return {"sim": sid, "trial": env.trial_id, "segment": env.segment}
+
     def release(self, handle: dict[str, Any]) -> None:
         seg = self.segments.get(int(handle["sim"]))
+        if seg is not None and seg.status is not None and seg.held_at is not None:
+            del self.segments[seg.sid]  # a slot that gave up waiting, released by the controller
+            return
         if seg is None or seg.status is not None or seg.held_at is None:
             return
         self._end_hold(seg)
@@ -340,18 +379,29 @@ class SimulatedExecutor:
     def clock(self) -> float:
         return self.now
 
+    def gpu_seconds_busy(self) -> float:
+        """Worker-seconds allocated so far (training, costs, holds and idle slots)."""
+        self._integrate(self.now)
+        return self.busy_integral
+
     def has_news(self) -> bool:
         return bool(self._changed)
 
-    def advance(self, interval: float = 0.0) -> bool:
-        """Process the next event(s) and move the clock; False when nothing is scheduled.
+    def advance(self, interval: float = 0.0, limit: float = math.inf) -> bool:
+        """Process the next event(s) and move the clock; False when nothing is scheduled before
+        `limit` (simulated seconds; the clock then stops at `limit` if events remain).
 
         interval > 0: the controller reconciles on a period; every event up to the next tick is
         processed and the clock stops at the tick (decisions lag results as in a real operator).
         """
         while self.heap:
             t = self.heap[0][0]
+            if t > limit:
+                self._integrate(limit)
+                self.now = max(self.now, limit)
+                return False
             until = t if interval <= 0 else math.ceil(t / interval - 1e-12) * interval
+            until = min(until, limit)
             processed = False
             while self.heap and self.heap[0][0] <= until:
                 t, _, sid, kind, gen = heapq.heappop(self.heap)
@@ -417,6 +467,7 @@ class SimulatedExecutor:
             state, metrics, seconds = self.bench.advance(state, env.params, epoch)
             seg.phases.append(("compute", t, t + seconds))
             t += seconds
+            seg.trained.append((t, epoch, metrics))
             milestone = epoch in milestones
             if not (milestone or (every > 0 and epoch % every == 0)):
                 continue
@@ -480,7 +531,7 @@ class SimulatedExecutor:
             seg.held_at, seg.held_state, seg.held_since = ev.epoch, ev.state, ev.time
             seg.phases = []
             seg.gen += 1  # a preemption planned past the segment's end no longer applies
-            self._push(ev.time + env.hold_seconds, seg, "expire")
+            self._push(ev.time + env.hold_seconds + env.slot_seconds, seg, "expire")
             self._changed.add(seg.trial)
             return
         self._exit(seg)
@@ -517,6 +568,14 @@ class SimulatedExecutor:
     ) -> None:
         acct = self.acct
         acct["busy"] += t - seg.started
+        log = self.epochs.setdefault(seg.trial, [])
+        for end, epoch, metrics in seg.trained:
+            if end > t:
+                break
+            kept = not math.isnan(kept_until) and end <= kept_until
+            rec = {"segment": seg.env.segment, "epoch": epoch, "seconds": round(end, 3)}
+            log.append({**rec, "metrics": metrics, **({} if kept else {"lost": True})})
+        seg.trained = []
         for kind, a, b in seg.phases:
             if a >= t:
                 break
@@ -527,6 +586,25 @@ class SimulatedExecutor:
                 acct["useful"] += span
             else:
                 acct[lost_kind] += span
+
+    def cut_at(self, limit: float) -> None:
+        """The time limit: every segment still running ends at `limit` (what it trained to its
+        last checkpoint counts as useful, the epoch in progress as `cutAtLimit`) and every held
+        or idle process lets go of its worker. Nothing runs after this."""
+        self._integrate(limit)
+        self.now = limit
+        for seg in list(self.segments.values()):
+            if seg.status is not None or seg.worker < 0:
+                continue
+            if seg.held_at is not None:
+                self._end_hold(seg)
+            else:
+                self._account(seg, limit, kept_until=limit, lost_kind="cutAtLimit")
+            seg.gen += 1
+            seg.status = SegmentStatus("exited", exit_code=EXIT_SIGTERM)
+            self.running -= 1
+        self.queue.clear()
+        self.heap = []
 
     def _release(self, seg: _Segment) -> None:
         self._integrate(self.now)

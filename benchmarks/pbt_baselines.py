@@ -63,9 +63,11 @@ kubetune's median final regret to Ray PBT's (the aim: <= 0.8).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import importlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -334,8 +336,10 @@ class _RayController:
         self.exploits += 1
 
     def _schedule_trial_save(self, trial: _RayTrial, result: Any = None) -> Any:
-        assert trial.run is not None and trial.run.saved is not None
-        return trial.run.saved  # saved at this boundary (the loop charged the save)
+        run = trial.run
+        if run is None or run.saved is None or run.saved.unit != run.unit:
+            raise RuntimeError(f"{trial}: PBT asked for a save off a checkpoint boundary")
+        return run.saved  # saved at this boundary (the loop charged the save)
 
 
 def run_ray(bench: Benchmark, seed: int, configs: list[dict[str, Any]], pb2: bool) -> Outcome:
@@ -635,6 +639,23 @@ def report(results: list[dict[str, Any]], problems: list[str], methods: list[str
             ratio = medians["kubetune pbt"] / medians["ray pbt"]
             verdict = "met" if ratio <= 0.8 else "NOT met"
             print(f"\nkubetune / Ray PBT median final regret: {ratio:.2f} (aim <= 0.8: {verdict})")
+        # Paired by seed (every method starts from the seed's same 16 configurations).
+        by_seed = {
+            (r["method"], r["seed"]): r["outcome"].curve[-1][2]
+            for r in results
+            if r["problem"] == problem and r["outcome"].curve
+        }
+        for m in rows:
+            if m == "kubetune pbt" or not any(k[0] == m for k in by_seed):
+                continue
+            pairs = [
+                (v, by_seed[(m, seed)])
+                for (name, seed), v in by_seed.items()
+                if name == "kubetune pbt" and (m, seed) in by_seed
+            ]
+            wins = sum(a < b for a, b in pairs)
+            ties = sum(a == b for a, b in pairs)
+            print(f"kubetune pbt vs {m}: better on {wins}, tied on {ties} of {len(pairs)} seeds")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,7 +665,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     p.add_argument("--jobs", type=int, default=2, help="parallel processes")
+    p.add_argument("--out", type=Path, help="also write every run's figures to this JSON file")
+    p.add_argument("--load", type=Path, help="print the tables of a previous --out file")
     args = p.parse_args(argv)
+    if args.load:
+        saved = json.loads(args.load.read_text())
+        loaded = [{**r, "outcome": Outcome(**r["outcome"])} for r in saved["results"]]
+        print(saved["header"])
+        report(loaded, saved["problems"], saved["methods"])
+        return 0
     methods = list(args.methods)
     for m in list(methods):
         try:
@@ -664,12 +693,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: dropping {m}: a run failed ({first['error']})")
         methods.remove(m)
     results = [r for r in results if r["method"] in methods]
-    print(
+    header = (
         f"PBT, population {POPULATION}, {WORKERS} GPUs (syne-tune: {POPULATION}), interval "
         f"{INTERVAL}, quantile {QUANTILE}, {UNITS} units, seeds {seeds.start}..{seeds.stop - 1}, "
         f"{len(results)} runs in {real:.0f} s real time"
     )
+    print(header)
     report(results, args.problems, methods)
+    if args.out:
+        plain = [{**r, "outcome": dataclasses.asdict(r["outcome"])} for r in results]
+        args.out.write_text(
+            json.dumps(
+                {
+                    "header": header,
+                    "problems": args.problems,
+                    "methods": methods,
+                    "results": plain,
+                }
+            )
+        )
     print("\n| method | real seconds per run (mean) |\n|---|---|")
     for m in methods:
         secs = [r["real_s"] for r in results if r["method"] == m]

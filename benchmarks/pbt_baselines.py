@@ -126,6 +126,8 @@ class Outcome:
     decisions: int
     founders: int
     units: int
+    best_lr: float = math.nan  # the final best member's learning rate at the end
+    best_explores: int = 0  # exploit+explore steps in that member's lineage
 
 
 def starting_configs(seed: int) -> list[dict[str, Any]]:
@@ -178,10 +180,30 @@ def run_kubetune(bench: Benchmark, seed: int, ranking: str = "sameStep") -> Outc
         units += sum(s.stop_at - s.start for s in t.record.segments)
     curve = [(t, busy, v) for t, busy, v in r.incumbent(METRIC, "minimize")]
     founders = {lineage_founder(state, t.trial_id) for t in state.ordered()}
+    finished = [t for t in state.ordered() if UNITS in t.record.results]
+    best = min(finished, key=lambda t: t.record.results[UNITS][METRIC])
     acct = r.executor.acct
     return Outcome(
-        curve, r.virtual_seconds, acct["busy"], exploits, decisions, len(founders), units
+        curve,
+        r.virtual_seconds,
+        acct["busy"],
+        exploits,
+        decisions,
+        len(founders),
+        units,
+        float(best.record.segments[-1].params["lr"]),
+        lineage_exploits(state, best.trial_id, UNITS),
     )
+
+
+def lineage_exploits(state: Any, trial_id: str, step: int) -> int:
+    """Exploits (each with an explore step) behind the weights `trial_id` had at `step`."""
+    segments = state.trials[trial_id].record.segments
+    exploits = [s for s in segments if s.reason == "exploit" and s.restore_from and s.start <= step]
+    if not exploits:
+        return 0
+    ref = exploits[-1].restore_from
+    return 1 + lineage_exploits(state, ref.trial_id, ref.resource)
 
 
 # --------------------------------------------------------------------------- the event loop
@@ -194,6 +216,7 @@ class Checkpoint:
     state: State
     unit: int
     founder: int
+    explores: int = 0
 
 
 @dataclass
@@ -207,6 +230,7 @@ class Run:
     unit: int = 0
     value: float = math.nan
     saved: Checkpoint | None = None
+    explores: int = 0
 
 
 @dataclass
@@ -221,6 +245,7 @@ class Clock:
     last: float = 0.0
     units: int = 0
     curve: list[tuple[float, float, float]] = field(default_factory=list)
+    best: tuple[float, int] = (math.nan, 0)  # the incumbent's (lr, explore steps in lineage)
     heap: list[tuple[float, int, Run]] = field(default_factory=list)
     order: Any = field(default_factory=itertools.count)
 
@@ -245,7 +270,7 @@ class Clock:
         t += seconds
         if run.unit % INTERVAL == 0 or run.unit == UNITS:
             t += SAVE_S
-            run.saved = Checkpoint(state, run.unit, run.founder)
+            run.saved = Checkpoint(state, run.unit, run.founder, run.explores)
         heapq.heappush(self.heap, (t, next(self.order), run))
 
     def next_result(self) -> Run | None:
@@ -256,6 +281,7 @@ class Clock:
         if run.unit == UNITS and (not self.curve or run.value < self.curve[-1][2]):
             self._integrate(self.now)
             self.curve.append((self.now, self.busy, run.value))
+            self.best = (float(run.params["lr"]), run.explores)
         return run
 
     def train_on(self, run: Run) -> None:
@@ -404,6 +430,7 @@ def run_ray(bench: Benchmark, seed: int, configs: list[dict[str, Any]], pb2: boo
         elif copied is not None:  # an exploit: the donor's checkpoint, the new config
             ckpt: Checkpoint = copied.checkpoint
             trial.run = Run(trial, params_of(trial.config), ckpt.state, ckpt.founder, ckpt.unit)
+            trial.run.explores = ckpt.explores + 1
             trial.run.saved = ckpt
             trial.run_metadata._latest_checkpoint_result = None
             restored = True
@@ -446,6 +473,7 @@ def run_ray(bench: Benchmark, seed: int, configs: list[dict[str, Any]], pb2: boo
         decisions,
         len(founders),
         clock.units,
+        *clock.best,
     )
 
 
@@ -503,6 +531,7 @@ def run_syne_tune(bench: Benchmark, seed: int, configs: list[dict[str, Any]]) ->
                 if ckpt is None:
                     raise RuntimeError(f"donor trial {donor_id} has no checkpoint yet")
                 run = Run(trial, params, ckpt.state, ckpt.founder, ckpt.unit, saved=ckpt)
+                run.explores = ckpt.explores + 1
                 restored = True
             runs[trial.trial_id] = run
             clock.launch(run, restored)
@@ -531,6 +560,7 @@ def run_syne_tune(bench: Benchmark, seed: int, configs: list[dict[str, Any]]) ->
         decisions,
         len({r.founder for r in finished}),
         clock.units,
+        *clock.best,
     )
 
 
@@ -549,7 +579,7 @@ def run_random(bench: Benchmark, configs: list[dict[str, Any]]) -> Outcome:
         clock.release()
         if pending:
             clock.launch(pending.pop(0), False)
-    return Outcome(clock.curve, clock.now, clock.busy, 0, 0, POPULATION, clock.units)
+    return Outcome(clock.curve, clock.now, clock.busy, 0, 0, POPULATION, clock.units, *clock.best)
 
 
 # --------------------------------------------------------------------------- driver
@@ -618,9 +648,9 @@ def report(results: list[dict[str, Any]], problems: list[str], methods: list[str
         print(
             f"| method | final regret | regret @ {t_eq / 3600:.2f} h | regret @ "
             f"{g_eq / 3600:.1f} GPU-h | hours to end | GPU-h to end | exploit rate | "
-            "founders | units |"
+            "founders | units | best member's lr | its explore steps |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         medians: dict[str, float] = {}
         for m, outs in rows.items():
             final = quantiles([o.curve[-1][2] - ref if o.curve else math.inf for o in outs])
@@ -633,7 +663,9 @@ def report(results: list[dict[str, Any]], problems: list[str], methods: list[str
                 f"{fmt(quantiles([o.seconds / 3600 for o in outs]))} | "
                 f"{fmt(quantiles([o.gpu_seconds / 3600 for o in outs]))} | "
                 f"{fmt(quantiles(rate))} | {fmt(quantiles([o.founders for o in outs]))} | "
-                f"{fmt(quantiles([o.units for o in outs]))} |"
+                f"{fmt(quantiles([o.units for o in outs]))} | "
+                f"{fmt(quantiles([o.best_lr for o in outs]))} | "
+                f"{fmt(quantiles([o.best_explores for o in outs]))} |"
             )
         if "kubetune pbt" in medians and "ray pbt" in medians and medians["ray pbt"] > 0:
             ratio = medians["kubetune pbt"] / medians["ray pbt"]

@@ -32,6 +32,7 @@ from kubetune.operator.controller.reconcile import Controller
 from kubetune.operator.report.files import write_outputs
 from kubetune.operator.spec.model import Study
 from kubetune.operator.spec.validation import load_single_study, load_yaml_documents
+from kubetune.operator.tracking.mlflow_logger import MlflowLogger, finish, mlflow_logger
 
 LOCK_FILE = "run.lock"
 
@@ -223,6 +224,7 @@ def _run(
         max_log_bytes=int(args.max_log_mib * 1024 * 1024),
     )
     progress = Progress(study, quiet=args.quiet)
+    tracker = mlflow_logger(spec, study.name, store.run_id, progress.event)
     try:
         controller = Controller(
             study,
@@ -234,6 +236,7 @@ def _run(
             every_step=spec.resource.max <= 500,
             run_id=store.run_id,
             on_event=progress.event,
+            observers=[tracker] if tracker is not None else (),
         )
     except StateFileError as exc:
         return _refuse(f"{exc}. Use --fresh to discard the run in {output} and start over", 2)
@@ -263,6 +266,7 @@ def _run(
         signal.signal(signal.SIGINT, old[signal.SIGINT])
         executor.end_leftovers()
         _write_outputs(controller, study, output, layout.study_url, interrupted=True)
+        _tracking_line(tracker, controller, quiet=args.quiet)
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
     except StateWriteError:
@@ -280,7 +284,19 @@ def _run(
     if files is None:
         return 3
     progress.final(controller, files)
+    _tracking_line(tracker, controller, quiet=args.quiet)
     return 0 if phase == "Completed" else 1
+
+
+def _tracking_line(tracker: MlflowLogger | None, controller: Controller, quiet: bool) -> None:
+    """Where the study was logged; on stderr, even with -q, when the tracker missed anything."""
+    if tracker is None:
+        return
+    report = finish(tracker, controller.state)
+    if report.failures or report.pending:
+        print(f"warning: {report.line()}", file=sys.stderr)
+    elif not quiet:
+        print(report.line())
 
 
 def _write_outputs(

@@ -275,8 +275,8 @@ class MlflowSpec:
 
     tracking_uri: str = spec_field(
         "Base URL of the MLflow tracking server (http:// or https://). The operator connects "
-        "only to a URI on its allow-list (`--mlflow-tracking-uri`, chart `mlflow.trackingUris`) "
-        "and rejects a Study that names another; `kubetune run` connects to any.",
+        "only to a URI on its allow-list (operator setting mlflow_tracking_uris) and rejects a "
+        "Study that names another; `kubetune run` connects to any.",
         pattern=r"https?://[^\s/?#@]+(/[^\s?#]*)?",
         pattern_hint="must be an http:// or https:// URL without credentials, query or fragment",
         max_length=512,

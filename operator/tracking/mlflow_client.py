@@ -61,17 +61,18 @@ class MlflowRest:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:500].decode(errors="replace")
-            code = ""
+            # Only MLflow's own error (code and message) is repeated; any other body (a proxy's
+            # page) stays out of events and logs.
+            reason, code = f"HTTP {exc.code}", ""
             try:
-                parsed = json.loads(detail)
+                parsed = json.loads(exc.read()[:4000])
                 code = str(parsed.get("error_code", ""))
-                detail = str(parsed.get("message", detail))
-            except ValueError:
+                reason += f" {code}: {str(parsed.get('message', ''))[:300]}"
+            except (ValueError, AttributeError, OSError):
                 pass
-            raise MlflowError(endpoint, f"HTTP {exc.code}: {detail}", code) from exc
+            raise MlflowError(endpoint, reason, code) from exc
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            reason: object = getattr(exc, "reason", None) or exc
             raise MlflowError(endpoint, f"cannot reach {self.base}: {reason}") from exc
         try:
             return json.loads(text or b"{}")

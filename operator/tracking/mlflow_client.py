@@ -72,8 +72,8 @@ class MlflowRest:
                 pass
             raise MlflowError(endpoint, reason, code) from exc
         except (urllib.error.URLError, OSError) as exc:
-            reason: object = getattr(exc, "reason", None) or exc
-            raise MlflowError(endpoint, f"cannot reach {self.base}: {reason}") from exc
+            why = getattr(exc, "reason", None) or exc
+            raise MlflowError(endpoint, f"cannot reach {self.base}: {why}") from exc
         try:
             return json.loads(text or b"{}")
         except ValueError as exc:

@@ -20,7 +20,7 @@ from kubetune.operator.backends.local.executor import (
     LocalExecutor,
 )
 from kubetune.operator.backends.local.metrics import local_metrics
-from kubetune.operator.backends.local.progress import Progress
+from kubetune.operator.backends.local.progress import make_progress
 from kubetune.operator.backends.local.store import (
     STATE_FILE,
     JournalStateStore,
@@ -223,7 +223,7 @@ def _run(
         run_id=store.run_id,
         max_log_bytes=int(args.max_log_mib * 1024 * 1024),
     )
-    progress = Progress(study, quiet=args.quiet)
+    progress = make_progress(study, quiet=args.quiet)
     tracker = mlflow_logger(spec, study.name, store.run_id, progress.event)
     try:
         controller = Controller(
@@ -249,6 +249,7 @@ def _run(
     try:
         phase = controller.run(interval, on_tick=progress.tick)
     except Interrupted as exc:
+        progress.close()  # the live table gives the terminal back before the drain's lines
         for s, handler in old.items():
             signal.signal(s, handler)
         print(
@@ -277,6 +278,7 @@ def _run(
         executor.end_leftovers()
         raise
     finally:
+        progress.close()
         for s, handler in old.items():
             signal.signal(s, handler)
     executor.close()  # every trial has ended: end what their processes left running

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from kubetune.operator.controller.results import best_trial, final_result
 from kubetune.operator.controller.state import StudyState, TrialState, fmt_number
 from kubetune.operator.spec.model import StudySpec
 
@@ -72,6 +73,14 @@ def study_content(state: StudyState, spec: StudySpec, name: str) -> RunContent:
         "search_space": ",".join(sorted(spec.search_space)),
     }
     tags = {"kubetune.phase": state.phase, "kubetune.trials": str(len(state.trials))}
+    best = best_trial(state, spec)
+    final = final_result(best) if best is not None else None
+    if best is not None and final is not None:
+        tags["kubetune.best_trial"] = best.trial_id
+        tags["kubetune.best"] = " ".join(
+            [f"{m}={fmt_number(v)}" for m, v in final[1].items()]
+            + [f"at {spec.resource.metric}={final[0]}"]
+        )
     if state.message:
         tags["kubetune.message"] = clip(state.message, MAX_TAG_VALUE)
     status = {"Completed": "FINISHED", "Failed": "FAILED"}.get(state.phase, "RUNNING")

@@ -97,6 +97,8 @@ def test_local_asha_study_is_one_parent_run_and_a_child_per_trial_with_exact_his
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.params["algorithm"] == "asha"
     assert parent.data.tags["kubetune.phase"] == "Completed"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert parent.data.tags["kubetune.best_trial"] == summary["best"]["trial"]
     by_trial = {r.data.tags["kubetune.trial_id"]: r for r in children}
     assert set(by_trial) == {t["id"] for t in trials}
     c = client(mlflow_server)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -27,8 +28,6 @@ from prometheus_client import start_http_server
 from kubetune.operator.backends.k8s.handlers import OperatorSettings, StudyRunner
 from kubetune.operator.backends.k8s.operator_metrics import OperatorMetrics
 
-from .conftest import free_port
-
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "helm" / "kubetune" / "dashboards" / "kubetune.json"
 TOY = REPO / "tests" / "fixtures" / "toy_trial.py"
@@ -36,6 +35,13 @@ sys.path.append(str(REPO / "tests" / "security"))  # FakeApi, the security tests
 
 # Grafana's values for the dashboard's variables: every study (the "All" value), one metric.
 VARIABLES = {"$__rate_interval": "30s", "$study": ".*", "$metric": "loss"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def queries() -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from kubetune.operator.backends.local.executor import (
     LocalExecutor,
 )
 from kubetune.operator.backends.local.metrics import local_metrics
-from kubetune.operator.backends.local.progress import Progress
+from kubetune.operator.backends.local.progress import make_progress
 from kubetune.operator.backends.local.store import (
     STATE_FILE,
     JournalStateStore,
@@ -33,6 +33,7 @@ from kubetune.operator.report.files import write_outputs
 from kubetune.operator.spec.model import Study
 from kubetune.operator.spec.validation import load_single_study, load_yaml_documents
 from kubetune.operator.spec.workloads import rank0_pod_template
+from kubetune.operator.tracking.mlflow_logger import MlflowLogger, finish, mlflow_logger
 
 LOCK_FILE = "run.lock"
 
@@ -233,7 +234,8 @@ def _run(
         run_id=store.run_id,
         max_log_bytes=int(args.max_log_mib * 1024 * 1024),
     )
-    progress = Progress(study, quiet=args.quiet)
+    progress = make_progress(study, quiet=args.quiet)
+    tracker = mlflow_logger(spec, study.name, store.run_id, progress.event)
     try:
         controller = Controller(
             study,
@@ -245,6 +247,7 @@ def _run(
             every_step=spec.resource.max <= 500,
             run_id=store.run_id,
             on_event=progress.event,
+            observers=[tracker] if tracker is not None else (),
         )
     except StateFileError as exc:
         return _refuse(f"{exc}. Use --fresh to discard the run in {output} and start over", 2)
@@ -260,6 +263,7 @@ def _run(
     try:
         phase = controller.run(interval, on_tick=progress.tick)
     except Interrupted as exc:
+        progress.close()  # the live table gives the terminal back before the drain's lines
         for s, handler in old.items():
             signal.signal(s, handler)
         print(
@@ -277,6 +281,7 @@ def _run(
         signal.signal(signal.SIGINT, old[signal.SIGINT])
         executor.end_leftovers()
         _write_outputs(controller, study, output, layout.study_url, interrupted=True)
+        _tracking_line(tracker, controller, quiet=args.quiet)
         print(f"interrupted; run the same command again to resume ({output})", file=sys.stderr)
         return 130
     except StateWriteError:
@@ -287,6 +292,7 @@ def _run(
         executor.end_leftovers()
         raise
     finally:
+        progress.close()
         for s, handler in old.items():
             signal.signal(s, handler)
         if dashboard is not None:
@@ -297,6 +303,7 @@ def _run(
     if files is None:
         return 3
     progress.final(controller, files)
+    _tracking_line(tracker, controller, quiet=args.quiet)
     return 0 if phase == "Completed" else 1
 
 
@@ -314,6 +321,17 @@ def _dashboard(args: argparse.Namespace, output: Path) -> Any:
         return _refuse(f"--dashboard {args.dashboard}: cannot serve: {exc}", 2)
     print(f"dashboard: {server.url}", file=sys.stderr)
     return server
+
+
+def _tracking_line(tracker: MlflowLogger | None, controller: Controller, quiet: bool) -> None:
+    """Where the study was logged; on stderr, even with -q, when the tracker missed anything."""
+    if tracker is None:
+        return
+    report = finish(tracker, controller.state)
+    if report.failures or report.pending:
+        print(f"warning: {report.line()}", file=sys.stderr)
+    elif not quiet:
+        print(report.line())
 
 
 def _write_outputs(

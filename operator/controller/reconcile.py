@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubetune.algorithms.base import (
     CheckpointRef,
@@ -65,6 +65,15 @@ from kubetune.trial.env import (
 log = logging.getLogger("kubetune.controller")
 
 EventSink = Callable[[str, str, str], None]  # (trial id or "", reason, message)
+
+
+class StudyObserver(Protocol):
+    """Told after every save (`state.changed`: the trials that changed): experiment trackers
+    (kubetune.operator.tracking). It sees persisted facts only, and must not raise: a tracker
+    that fails may never fail the study (the controller logs and goes on if one does)."""
+
+    def saved(self, state: StudyState) -> None: ...
+
 
 # Seconds between attempts to copy a PBT donor's checkpoint; after the last, the exploit is
 # abandoned (recorded on the trial), never replaced by a silent fresh start.
@@ -109,6 +118,7 @@ class Controller:
         run_id: str = "",
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[StudyObserver] = (),
     ) -> None:
         self.study = study
         self.spec = study.spec
@@ -120,6 +130,7 @@ class Controller:
         self.parallelism = parallelism or self.spec.budget.parallelism
         self.on_event = on_event or (lambda trial, reason, message: None)
         self.clock = clock
+        self.observers = list(observers)
         self.objectives = [o.metric for o in self.spec.objectives]
         self.scheduler = make_scheduler(self.spec)
         self.milestones = sorted(set(self.scheduler.milestones()))
@@ -980,6 +991,11 @@ class Controller:
         if self._dirty:
             self.state.changed = self._touched | set(self.live)
             self.store.save(self.state)
+            for observer in self.observers:
+                try:
+                    observer.saved(self.state)
+                except Exception:
+                    log.exception("study observer %r", observer)
             self._touched = set()
             self._dirty = False
 

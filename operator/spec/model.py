@@ -296,6 +296,37 @@ class RuntimeSpec:
 
 
 @dataclass(kw_only=True)
+class MlflowSpec:
+    """An MLflow tracking server the controller logs the study to (the trials need no MLflow)."""
+
+    tracking_uri: str = spec_field(
+        "Base URL of the MLflow tracking server (http:// or https://). The operator connects "
+        "only to a URI on its allow-list (operator setting mlflow_tracking_uris) and rejects a "
+        "Study that names another; `kubetune run` connects to any.",
+        pattern=r"https?://[^\s/?#@]+(/[^\s?#]*)?",
+        pattern_hint="must be an http:// or https:// URL without credentials, query or fragment",
+        max_length=512,
+    )
+    experiment: str = spec_field(
+        "Experiment the study's runs go to (created if missing). Empty: kubetune/<study name>.",
+        default="",
+        max_length=250,
+    )
+
+
+@dataclass(kw_only=True)
+class TrackingSpec:
+    """Experiment trackers the controller reports the study to."""
+
+    mlflow: MlflowSpec | None = spec_field(
+        "MLflow: the study as a parent run, each trial a child run with its params, metrics by "
+        "step, segment and exploit events as tags and its checkpoint URL. A tracker that does "
+        "not answer never fails the study: it is retried and reported (events).",
+        default=None,
+    )
+
+
+@dataclass(kw_only=True)
 class StudySpec:
     """What to tune, how, with which budget, and how to run one trial."""
 
@@ -357,6 +388,9 @@ class StudySpec:
     runtime: RuntimeSpec = spec_field(
         "How segments use their processes.", default_factory=RuntimeSpec
     )
+    tracking: TrackingSpec = spec_field(
+        "Experiment tracking (MLflow).", default_factory=TrackingSpec
+    )
 
 
 @dataclass(kw_only=True)
@@ -400,6 +434,7 @@ __all__ = [
     "GridSettings",
     "HyperbandSettings",
     "MetricsSpec",
+    "MlflowSpec",
     "ObjectiveSpec",
     "ParameterSpec",
     "PbtSettings",
@@ -407,4 +442,5 @@ __all__ = [
     "RuntimeSpec",
     "Study",
     "StudySpec",
+    "TrackingSpec",
 ]

@@ -65,6 +65,7 @@ from kubetune.operator.spec.model import GROUP, VERSION, Study
 from kubetune.operator.spec.policy import PolicyConfig
 from kubetune.operator.spec.schema import SpecError
 from kubetune.operator.spec.validation import StudyInvalid, parse_study
+from kubetune.operator.tracking.policy import cluster_trackers, mlflow_uri_errors
 
 log = logging.getLogger("kubetune.operator")
 
@@ -129,6 +130,9 @@ class OperatorSettings:
     # indexes a pass otherwise reads (the safety net under the watch streams).
     resync: float = 300.0
     indexes: Indexes = field(default_factory=Indexes)
+    # MLflow tracking servers a Study may name (spec.tracking.mlflow.trackingUri): the operator
+    # connects to no other URL a Study names.
+    mlflow_tracking_uris: tuple[str, ...] = ()
     api: KubeApi | None = None
     runners: dict[str, StudyRunner] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
@@ -398,6 +402,7 @@ class StudyRunner:
             for path, hint in LOCAL_ONLY_URLS
             if values[path]
         ]
+        errors += mlflow_uri_errors(spec, self.settings.mlflow_tracking_uris)
         name = spec.metrics.prometheus
         if name and name not in self.settings.prometheus_endpoints:
             offered = ", ".join(sorted(self.settings.prometheus_endpoints)) or "none"
@@ -465,6 +470,7 @@ class StudyRunner:
             layout,
             on_event=self._on_event,
             run_id=self.uid,
+            observers=cluster_trackers(study, self.namespace, self.uid, self._on_event),
         )
 
     def _apply_live(self, study: Study, spec_doc: dict[str, Any]) -> None:

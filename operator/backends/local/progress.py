@@ -1,4 +1,8 @@
-"""The live progress view of `kubetune run`: decisions as they happen, a status line every few s."""
+"""The progress view of `kubetune run`: decisions as they happen, a status line every few s.
+
+This is the plain view (CI, pipes, log files, `-q`); on a terminal `make_progress` picks the
+live table of `live_view.py`, which draws the same facts in place.
+"""
 
 from __future__ import annotations
 
@@ -69,12 +73,37 @@ class Progress:
         now = time.time()
         if now - self.last >= self.every:
             self.last = now
-            self._print(f"{now - self.started:7.1f}s  status {self.status_line(controller)}")
+            self._status(controller, now - self.started)
+
+    def _status(self, controller: Controller, elapsed: float) -> None:
+        self._print(f"{elapsed:7.1f}s  status {self.status_line(controller)}")
+
+    def close(self) -> None:
+        """Give the terminal back (the live view); the plain view holds nothing."""
+
+    def result_line(self, controller: Controller) -> str:
+        """The study's outcome in one line: its phase and best trial."""
+        from kubetune.operator.controller.results import best_trial, final_result
+
+        state = controller.state
+        spec = self.study.spec
+        line = f"study {state.phase}"
+        best = best_trial(state, spec)
+        if best is not None:
+            final = final_result(best)
+            assert final is not None
+            values = " ".join(f"{m}={v:.6g}" for m, v in final[1].items())
+            line += f": best {best.trial_id} {values} at {spec.resource.metric} {final[0]}"
+        return line
 
     def final(self, controller: Controller, files: list[Path]) -> None:
         from kubetune.operator.report.files import outcomes
 
         state = controller.state
+        if self.quiet:  # -q: no progress, but the result and where the files are
+            folder = files[0].parent if files else ""
+            print(f"{self.result_line(controller)}; outputs in {folder}", file=self.stream)
+            return
         self._print(f"study {state.phase}: {state.message}")
         self._print(self.status_line(controller))
         counts = outcomes(state, self.study.spec.resource.metric)
@@ -86,3 +115,13 @@ class Progress:
             )
         for path in files:
             self._print(f"  wrote {path}")
+
+
+def make_progress(study: Study, quiet: bool, stream: TextIO | None = None) -> Progress:
+    """The live table on a terminal (rich), the plain lines anywhere else or with -q."""
+    out = stream or sys.stdout
+    if not quiet and out.isatty():
+        from kubetune.operator.backends.local.live_view import LiveProgress
+
+        return LiveProgress(study, stream=out)
+    return Progress(study, quiet=quiet, stream=out)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="address the dashboard binds (the chart sets 0.0.0.0 behind its Service)",
     )
     p.add_argument(
+        "--mlflow-tracking-uri",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an MLflow tracking server Studies may log to (spec.tracking.mlflow.trackingUri; "
+        "repeatable); the operator connects to no other tracking URL a Study names",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=8,
@@ -175,7 +184,22 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         peering_priority=args.priority or random.SystemRandom().randint(1, 2**30),
         trial_policy=trial_policy(args.trial_policy),
         storage_access=storage_access(args.storage_access),
+        mlflow_tracking_uris=mlflow_tracking_uris(args.mlflow_tracking_uri),
     )
+
+
+def mlflow_tracking_uris(values: list[str]) -> tuple[str, ...]:
+    """`--mlflow-tracking-uri` flags, each held to the pattern a Study's URI must match (an entry
+    no Study could name is a typo the operator should not start with)."""
+    from kubetune.operator.spec.model import TRACKING_URI_PATTERN
+
+    for value in values:
+        if not re.fullmatch(TRACKING_URI_PATTERN, value):
+            raise argparse.ArgumentTypeError(
+                f"--mlflow-tracking-uri {value!r}: want an http:// or https:// URL without "
+                "credentials, query or fragment"
+            )
+    return tuple(values)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -295,6 +295,11 @@ class RuntimeSpec:
     )
 
 
+# An MLflow server's base URL: no credentials (they would sit in a tenant-readable object), query
+# or fragment. The operator's --mlflow-tracking-uri entries are held to the same pattern.
+TRACKING_URI_PATTERN = r"https?://[^\s/?#@]+(/[^\s?#]*)?"
+
+
 @dataclass(kw_only=True)
 class MlflowSpec:
     """An MLflow tracking server the controller logs the study to (the trials need no MLflow)."""
@@ -303,7 +308,7 @@ class MlflowSpec:
         "Base URL of the MLflow tracking server (http:// or https://). The operator connects "
         "only to a URI on its allow-list (operator setting mlflow_tracking_uris) and rejects a "
         "Study that names another; `kubetune run` connects to any.",
-        pattern=r"https?://[^\s/?#@]+(/[^\s?#]*)?",
+        pattern=TRACKING_URI_PATTERN,
         pattern_hint="must be an http:// or https:// URL without credentials, query or fragment",
         max_length=512,
     )

@@ -251,6 +251,7 @@ def test_custom_deployment(custom_docs: list[dict[str, Any]]) -> None:
         '"listedNamespacesOnly":true,"namespaces":{"team-a":{},'
         '"team-b":{"allowedPrefixes":["s3://team-b/"],"secretName":"team-b-s3"}},'
         '"secretName":"kubetune-storage","secretNames":["shared-s3"]}',
+        "--mlflow-tracking-uri=http://mlflow.mlflow.svc:5000/",
         "--prometheus-endpoint=team-b=http://prometheus.team-b.svc:9090",
     ]
     env = env_of(c)
@@ -278,6 +279,7 @@ def test_operator_reads_the_rendered_policy_and_endpoints(
     settings = cli.settings_from_args(args)
     assert settings.prometheus_endpoints == {"team-b": "http://prometheus.team-b.svc:9090"}
     assert (settings.interval, settings.workers, settings.resync) == (2.5, 32, 600)
+    assert settings.mlflow_tracking_uris == ("http://mlflow.mlflow.svc:5000/",)
     strict = TemplatePolicy(
         level="restricted", allowed_service_accounts=("trainer",), allowed_secrets=("wandb-*",)
     )
@@ -517,3 +519,16 @@ def test_values_schema_is_valid_and_accepts_the_defaults() -> None:
     assert schema["additionalProperties"] is False
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    "uri", ["ftp://mlflow:21", "http://user:secret@mlflow:5000", "http://mlflow:5000/?x=1"]
+)
+def test_operator_refuses_a_tracking_uri_no_study_could_name(uri: str) -> None:
+    from kubetune.operator.cli import operator as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--mlflow-tracking-uri", uri])
+    with pytest.raises(argparse.ArgumentTypeError, match="--mlflow-tracking-uri"):
+        cli.settings_from_args(args)

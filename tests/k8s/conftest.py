@@ -203,7 +203,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     gw_port, prom_port = free_port(), free_port()
     procs = [
         subprocess.Popen(
-            [gateway, f"--web.listen-address=127.0.0.1:{gw_port}"],
+            [gateway, f"--web.listen-address=127.0.0.1:{gw_port}", "--persistence.file="],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -9,8 +9,8 @@ on (a learning rate that helps early hurts late), so the kernel forgets with tim
     k((t, x), (t', x')) = k_SE(x, x') * (1 - eps) ** (|t - t'| / 2)
 
 (Bogunovic et al. 2016's time-varying GP-UCB, as PB2 uses it), with t counted in perturbation
-intervals. The new configuration maximises mean + sqrt(beta) * sd at the current step, the
-donor's own values kept for the parameters the user fixed. While other members still train, their
+intervals. The new configuration maximises mean + sqrt(beta) * sd at the current step, with the
+donor's own values for the parameters the user left unperturbed. While other members train, their
 running configurations are added as observations whose value is the posterior mean (GP-BUCB):
 they change no mean but shrink the variance around them, so members that decide at the same time
 spread out instead of all picking the same point.
@@ -118,13 +118,13 @@ def propose(
     running: Sequence[tuple[int, Mapping[str, Any]]],
     step: int,
     base: Mapping[str, Any],
-    fixed: frozenset[str],
+    unperturbed: frozenset[str],
     interval: int,
     rng: np.random.Generator,
 ) -> Proposal:
     """The GP-UCB choice of a configuration for an interval starting at `step`.
 
-    `base` is the donor's configuration (its fixed parameters are kept); `running` are the
+    `base` is the donor's configuration (its `unperturbed` parameters are kept); `running` are the
     (start step, configuration) of intervals still in progress. Returns `Proposal(None, n)` when
     fewer than MIN_OBSERVATIONS finite observations exist or their rewards do not vary: then the
     caller perturbs instead (and records that it did).
@@ -154,7 +154,7 @@ def propose(
     chol_all = np.linalg.cholesky(k_all)
 
     names = [p.name for p in space.free]
-    keep = np.array([name in fixed for name in names], dtype=bool)
+    keep = np.array([name in unperturbed for name in names], dtype=bool)
     donor = space.to_unit(dict(base))
     uniform = rng.random((UNIFORM_CANDIDATES, space.dim))
     local = np.clip(donor + rng.normal(0.0, LOCAL_SD, (LOCAL_CANDIDATES, space.dim)), 0.0, 1.0)
@@ -171,8 +171,8 @@ def propose(
     ucb = mean + math.sqrt(max(beta, 0.0)) * np.sqrt(var)
     best = int(np.argmax(ucb))  # first maximum: the donor wins ties
     chosen = space.from_unit(cand[best])
-    for p in space.params:  # fixed ones exactly as the donor has them (no unit round trip)
-        if p.name in fixed:
+    for p in space.params:  # unperturbed ones exactly as the donor has them (no unit round trip)
+        if p.name in unperturbed:
             chosen[p.name] = base[p.name]
     return Proposal(space.clip(chosen), len(obs))
 

@@ -31,7 +31,7 @@ Documented choices
   factor of perturbFactors (in the linear value, clipped to bounds, ints rounded — and moved by
   one step in the factor's direction if rounding would leave them unchanged) and categoricals move
   to a random neighbouring value index (the only neighbour at an end).
-  Options: `fixed` parameters are never perturbed or resampled (the donor's value is kept);
+  Options: `unperturbed` parameters are never perturbed or resampled (the donor's value is kept);
   `perturbationScale: log` moves a log-scaled float or int by (factor - 1) of its log range
   instead (0.8 / 1.2: a fifth of the range down / up), which matters when the range spans
   decades and a x1.2 step is 3 % of it.
@@ -100,18 +100,18 @@ def explore(
     resample_probability: float,
     factors: Sequence[float],
     *,
-    fixed: frozenset[str] = frozenset(),
+    unperturbed: frozenset[str] = frozenset(),
     log_scale: bool = False,
 ) -> dict[str, Any]:
     """PBT's explore step on a configuration; the result is always inside the space.
 
-    Parameters in `fixed` keep their value and draw nothing. With
+    Parameters in `unperturbed` keep their value and draw nothing. With
     `log_scale`, a log-scaled float or int moves by (factor - 1) of its log range instead of
     being multiplied by the factor.
     """
     out = dict(params)
     for p in space.free:
-        if p.name in fixed:
+        if p.name in unperturbed:
             continue
         resample = rng.random() < resample_probability
         if resample:
@@ -184,13 +184,13 @@ class PopulationBasedTraining(Scheduler):
         self.rank_by = s.ranking
         self.burn_in = s.burn_in
         names = [p.name for p in config.space.params]
-        unknown = [name for name in s.fixed if name not in names]
+        unknown = [name for name in s.unperturbed if name not in names]
         if unknown:
             raise ValueError(
-                f"{self.NAME}: setting 'fixed' names {unknown}, which are not in the search "
+                f"{self.NAME}: setting 'unperturbed' names {unknown}, which are not in the search "
                 f"space {names}"
             )
-        self.fixed = frozenset(s.fixed)
+        self.unperturbed = frozenset(s.unperturbed)
         self.log_scale = s.perturbation_scale == "log"
         self.synchronous = bool(s.synchronous)
         self.explore_with = s.explore
@@ -343,7 +343,7 @@ class PopulationBasedTraining(Scheduler):
                 running,
                 donor.position,
                 donor.params,
-                self.fixed,
+                self.unperturbed,
                 self.interval,
                 rng,
             )
@@ -359,7 +359,7 @@ class PopulationBasedTraining(Scheduler):
             rng,
             self.resample_probability,
             self.factors,
-            fixed=self.fixed,
+            unperturbed=self.unperturbed,
             log_scale=self.log_scale,
         )
 

@@ -154,7 +154,7 @@ class PbtSettings:
         default=0,
         minimum=0,
     )
-    fixed: list[str] = setting(
+    unperturbed: list[str] = setting(
         "Search-space parameters explore never changes: an exploiting member takes the donor's "
         "value and keeps it (neither perturbed nor resampled), e.g. architecture parameters "
         "whose checkpoint cannot change shape. Names must be in the search space.",

@@ -51,7 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pb2": {"explore": "pb2"},
     "pb2-log": {"explore": "pb2", "perturbationScale": "log"},
     "pb2-sync": {"explore": "pb2", "synchronous": True},
-    "fixed-arch": {"fixed": ["num_layers", "max_units"]},
+    "fixed-arch": {"unperturbed": ["num_layers", "max_units"]},
 }
 
 

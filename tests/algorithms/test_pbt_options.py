@@ -1,4 +1,4 @@
-"""PBT's options: fixed parameters, log-space perturbation, the synchronous mode, PB2's explore."""
+"""PBT's options: unperturbed parameters, log-space perturbation, synchronous mode, PB2."""
 
 from __future__ import annotations
 
@@ -55,22 +55,22 @@ def make(cls: type = PBTScheduler, objectives: int = 1, seed: int = 0, **values:
     )
 
 
-# -- fixed parameters and log-space perturbation ----------------------------------------------
+# -- unperturbed parameters and log-space perturbation ------------------------------------
 @given(seed=st.integers(0, 10_000), resample=st.sampled_from([0.0, 0.5, 1.0]))
 @settings(max_examples=60, deadline=None)
-def test_fixed_parameters_never_change(seed: int, resample: float) -> None:
+def test_unperturbed_parameters_never_change(seed: int, resample: float) -> None:
     out = explore(
-        SPACE, PARAMS, rng_for(seed), resample, [0.8, 1.2], fixed=frozenset({"width", "act"})
+        SPACE, PARAMS, rng_for(seed), resample, [0.8, 1.2], unperturbed=frozenset({"width", "act"})
     )
     assert out["width"] == 128 and out["act"] == "gelu" and out["batch"] == 32
     assert 1e-4 <= out["lr"] <= 1e-1 and 0.0 <= out["momentum"] <= 0.9
 
 
-def test_unknown_fixed_name_is_rejected_naming_the_setting() -> None:
-    with pytest.raises(ValueError, match="'fixed' names \\['depth'\\]"):
-        make(fixed=["depth"])
-    with pytest.raises(ValueError, match="'fixed' must be a list of names"):
-        make(fixed=[3])
+def test_unknown_unperturbed_name_is_rejected_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="'unperturbed' names \\['depth'\\]"):
+        make(unperturbed=["depth"])
+    with pytest.raises(ValueError, match="'unperturbed' must be a list of names"):
+        make(unperturbed=[3])
     with pytest.raises(ValueError, match="'synchronous' must be true or false"):
         make(synchronous="yes")
     with pytest.raises(ValueError, match="'explore' must be one of"):
@@ -154,7 +154,7 @@ def test_pb2_proposes_near_the_best_region(seed: int, best: float) -> None:
     assert p.params is not None and p.observations == 40
     u = SPACE.params[1].to_unit(p.params["momentum"])  # type: ignore[union-attr]
     assert abs(u - best) < 0.25
-    assert p.params["width"] == 128 and p.params["batch"] == 32  # fixed and Fixed kept
+    assert p.params["width"] == 128 and p.params["batch"] == 32  # unperturbed and Fixed kept
 
 
 def test_pb2_is_seeded_and_declines_without_data() -> None:
@@ -187,7 +187,7 @@ def test_pb2_running_members_spread_the_proposals() -> None:
     ("name", "objectives", "values"),
     [
         ("pbt", 1, {"explore": "pb2"}),
-        ("pbt", 1, {"explore": "pb2", "synchronous": True, "fixed": ["act"]}),
+        ("pbt", 1, {"explore": "pb2", "synchronous": True, "unperturbed": ["act"]}),
         ("mopbt", 2, {"explore": "pb2", "population_size": 6}),
     ],
 )

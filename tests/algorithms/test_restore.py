@@ -34,7 +34,7 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     ("mopbt", {}, 2),
     ("mopbt", {"population_size": 6}, 3),
     ("pbt", {"explore": "pb2"}, 1),
-    ("pbt", {"synchronous": True, "perturbation_scale": "log", "fixed": ["layers"]}, 1),
+    ("pbt", {"synchronous": True, "perturbation_scale": "log", "unperturbed": ["layers"]}, 1),
     ("mopbt", {"explore": "pb2", "synchronous": True, "population_size": 6}, 2),
 ]
 

@@ -309,8 +309,7 @@ def _check_pbt(spec: StudySpec, settings: PbtSettings) -> list[SpecError]:
         errors.append(
             SpecError(
                 f"{path}.unperturbed",
-                f"names {unknown}, which are not in spec.searchSpace "
-                f"({sorted(spec.search_space)})",
+                f"names {unknown}, which are not in spec.searchSpace ({sorted(spec.search_space)})",
             )
         )
     return errors

@@ -29,7 +29,8 @@ class MOPBTScheduler(PopulationBasedTraining):
         return np.array([single_loss(o, metrics) for o in self.config.objectives], dtype=float)
 
     def _gain(self, start: Any, end: Any) -> tuple[float, ...]:
-        change = np.asarray(start, dtype=float) - np.asarray(end, dtype=float)
+        with np.errstate(invalid="ignore"):  # inf - inf (diverged twice): NaN, left out by PB2
+            change = np.asarray(start, dtype=float) - np.asarray(end, dtype=float)
         return tuple(float(v) for v in change)
 
     def _order(self, members: list[_Member]) -> list[_Member]:

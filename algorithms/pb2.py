@@ -18,17 +18,19 @@ spread out instead of all picking the same point.
 Choices kept small and deterministic (pure numpy, no optimiser with its own tolerances):
 - y is standardised; the length scale (one, in the unit cube) and eps are chosen by marginal
   likelihood on a fixed grid (4 x 3 values), the noise variance is fixed at 0.05 of the
-  standardised variance (interval rewards are noisy, a smaller value overfits the grid).
+  standardised variance (interval rewards are noisy; a fixed value keeps the fit a grid search).
 - beta follows Srinivas et al. 2010 (Theorem 1, delta = 0.1) scaled by 1/5 as in their
   experiments: beta = 0.4 * ln(d * n^2 * pi^2 / 0.6).
-- Candidates: 256 uniform points of the unit cube, 64 Gaussian steps (sd 0.1) around the donor
+- Candidates: 128 uniform points of the unit cube, 32 Gaussian steps (sd 0.1) around the donor
   and the donor itself, each snapped to a valid configuration (ints rounded, categoricals to a
   value) before scoring; all drawn from the caller's seeded generator.
 - Several objectives (MO-PBT): each objective's improvement is standardised and they are summed
   with weights drawn uniformly from the simplex per decision (ParEGO-style random
   scalarisations), so successive decisions aim at different parts of the front.
-- At most the 256 latest observations (by start step) are used: the time kernel has all but
-  forgotten older ones, and the cost stays a few milliseconds.
+- At most the 128 latest observations (by start step) are used: the time kernel has all but
+  forgotten older ones, and a proposal costs about 70 ms of one core (7 parameters, 128
+  observations; measured on the build VM under load). BLAS threads do not help at this size:
+  on a busy machine they make it several times slower (OPENBLAS_NUM_THREADS=1 for benchmarks).
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ import numpy as np
 from kubetune.algorithms.space import SearchSpace
 
 MIN_OBSERVATIONS = 4
-MAX_OBSERVATIONS = 256
+MAX_OBSERVATIONS = 128
 NOISE = 0.05
 LENGTH_SCALES = (0.1, 0.2, 0.4, 0.8)
 EPSILONS = (0.01, 0.1, 0.3)
-UNIFORM_CANDIDATES = 256
-LOCAL_CANDIDATES = 64
+UNIFORM_CANDIDATES = 128
+LOCAL_CANDIDATES = 32
 LOCAL_SD = 0.1
 
 
@@ -70,22 +72,25 @@ class Proposal:
     observations: int
 
 
-def _kernel(
-    xa: np.ndarray, ta: np.ndarray, xb: np.ndarray, tb: np.ndarray, scale: float, eps: float
-) -> np.ndarray:
-    d2 = ((xa[:, None, :] - xb[None, :, :]) ** 2).sum(axis=2)
-    decay = (1.0 - eps) ** (np.abs(ta[:, None] - tb[None, :]) / 2.0)
-    out: np.ndarray = np.exp(-0.5 * d2 / scale**2) * decay
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of a and b."""
+    out: np.ndarray = (a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.clip(out, 0.0, None)
+
+
+def _kernel(d2: np.ndarray, dt: np.ndarray, scale: float, eps: float) -> np.ndarray:
+    """The time-varying kernel from squared distances and step gaps."""
+    out: np.ndarray = np.exp(-0.5 * d2 / scale**2 + 0.5 * dt * math.log(1.0 - eps))
     return out
 
 
-def _fit(x: np.ndarray, t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _fit(d2: np.ndarray, dt: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(length scale, eps) of the grid with the highest log marginal likelihood."""
     best: tuple[float, float, float] | None = None
     n = len(y)
     for scale in LENGTH_SCALES:
         for eps in EPSILONS:
-            k = _kernel(x, t, x, t, scale, eps) + NOISE * np.eye(n)
+            k = _kernel(d2, dt, scale, eps) + NOISE * np.eye(n)
             chol = np.linalg.cholesky(k)
             alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, y))
             ll = -0.5 * float(y @ alpha) - float(np.log(np.diag(chol)).sum())
@@ -143,15 +148,17 @@ def propose(
     span = max(interval, 1)
     x = np.vstack([space.to_unit(dict(o.params)) for o in obs])
     t = np.array([o.step / span for o in obs], dtype=float)
-    scale, eps = _fit(x, t, y)
+    d2 = _sq_dist(x, x)
+    dt = np.abs(t[:, None] - t[None, :])
+    scale, eps = _fit(d2, dt, y)
 
     # Observations plus the running intervals (their value: the posterior mean, GP-BUCB).
     xr = np.vstack([x, *[space.to_unit(dict(p))[None, :] for _, p in running]])
     tr = np.concatenate([t, np.array([s / span for s, _ in running], dtype=float)])
-    k_obs = _kernel(x, t, x, t, scale, eps) + NOISE * np.eye(len(y))
+    k_obs = _kernel(d2, dt, scale, eps) + NOISE * np.eye(len(y))
     alpha = np.linalg.solve(k_obs, y)
-    k_all = _kernel(xr, tr, xr, tr, scale, eps) + NOISE * np.eye(len(tr))
-    chol_all = np.linalg.cholesky(k_all)
+    k_all = _kernel(_sq_dist(xr, xr), np.abs(tr[:, None] - tr[None, :]), scale, eps)
+    chol_all = np.linalg.cholesky(k_all + NOISE * np.eye(len(tr)))
 
     names = [p.name for p in space.free]
     keep = np.array([name in unperturbed for name in names], dtype=bool)
@@ -163,8 +170,9 @@ def propose(
     cand = _snap(space, cand)
 
     tc = np.full(len(cand), step / span, dtype=float)
-    mean = _kernel(cand, tc, x, t, scale, eps) @ alpha
-    v = np.linalg.solve(chol_all, _kernel(xr, tr, cand, tc, scale, eps))
+    mean = _kernel(_sq_dist(cand, x), np.abs(tc[:, None] - t[None, :]), scale, eps) @ alpha
+    cross = _kernel(_sq_dist(xr, cand), np.abs(tr[:, None] - tc[None, :]), scale, eps)
+    v = np.linalg.solve(chol_all, cross)
     var = np.clip(1.0 - (v**2).sum(axis=0), 1e-12, None)
     n = len(tr)
     beta = 0.4 * math.log(space.dim * n**2 * math.pi**2 / 0.6)

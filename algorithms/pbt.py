@@ -308,6 +308,8 @@ class PopulationBasedTraining(Scheduler):
 
     def _gain(self, start: Any, end: Any) -> tuple[float, ...]:
         """Improvement from one ranking value to a later one (larger is better)."""
+        if math.isinf(start) and math.isinf(end):
+            return (math.nan,)  # diverged at both ends: no information, PB2 leaves it out
         return (float(start) - float(end),)
 
     def observations(self) -> list[Observation]:

@@ -19,7 +19,8 @@ learning rate moves during training, so schedules matter) and the lcbench surrog
 52 epochs, epoch times x20, a stateless surrogate continued as `kubetune simulate` does).
 Printed per benchmark and rule: the exploit rate (exploits / resume decisions), the number of
 distinct founders (starting members) the final population descends from, the epochs trained,
-and the final best value (median [q25, q75] over seeds).
+and the final best value (median [q25, q75] over seeds), with the number of seeds in which a
+variant's final best beats the first variant's (paired: same seed, same starting members).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sim_common import fmt, make_study, quantiles
+from sim_common import make_study, quantiles
 
 from kubetune.operator.backends.sim.benchmarks import Benchmark, LCBench, MovingLR
 from kubetune.operator.backends.sim.driver import simulate
@@ -143,16 +144,25 @@ def main(argv: list[str] | None = None) -> int:
         f"seeds {seeds.start}..{seeds.stop - 1}"
     )
     for name, bench, objective, rmax in setups:
+        first: list[float] = []
         for variant in variants:
             if variant == "fixed-arch" and name == "moving-lr":
                 continue  # its only parameter is the learning rate
             runs = [run(bench, objective, rmax, variant, s) for s in seeds]
+            bests = [r["best"] for r in runs]
+            if not first:
+                first = bests
+            sign = 1.0 if objective[1] == "minimize" else -1.0
+            # Paired by seed (every variant starts from the same configurations).
+            wins = sum(sign * (b - a) < 0 for a, b in zip(first, bests, strict=True))
+            q = quantiles(bests)
             print(
                 f"  {name:<13} {variant:<10} exploit rate "
                 f"{statistics.median(r['rate'] for r in runs):.2f}  founders "
                 f"{statistics.median(r['founders'] for r in runs):.1f}  epochs "
                 f"{statistics.median(r['epochs'] for r in runs):.0f}/{POPULATION * rmax}  "
-                f"best {objective[0]} {fmt(quantiles([r['best'] for r in runs]))}  "
+                f"best {objective[0]} {q[1]:.4g} [{q[0]:.4g}, {q[2]:.4g}]  "
+                f"better than {variants[0]} in {wins}/{len(runs)} seeds  "
                 f"sim. hours {statistics.median(r['hours'] for r in runs):.2f}",
                 flush=True,
             )

@@ -6,7 +6,16 @@
 Random search, MO-ASHA (model-based and random searcher) and MO-PBT run the same two-objective
 Study (search space, 16 simulated GPUs, start-up 60 s, restore 10 s, save 5 s) through the real
 controller on the YAHPO lcbench surrogate (task 167168, epochs 1..52, epoch times x20, the
-setting of sim_quality.py).
+setting of sim_quality.py); `--task 3945` is the second problem, one where successive halving
+helps (single-objective ASHA reaches a quarter of random search's regret there,
+model_vs_random.py), and `--algorithms` picks variants (`ALGORITHMS` below): MO-ASHA with its
+first rung at epoch 3 (`-r3`), MO-PBT with the PB2 explore step or with the architecture
+parameters left unperturbed.
+
+Why MO-ASHA with its first rung at epoch 1 does not beat random search on 167168 is measured by
+mo_rung_diagnosis.py: accuracy at epoch 1 does not rank the final accuracy at all there
+(Spearman -0.02; 0.88 from epoch 3 on), so two thirds of the trials are dropped at random after
+paying a 60 s start-up each.
 
 Objectives: maximise `val_accuracy`, minimise `time`
 ----------------------------------------------------

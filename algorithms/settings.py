@@ -165,7 +165,7 @@ class PbtSettings:
         "value by the drawn factor (as Ray Tune's PBT does, a small step on a wide log range); "
         "log moves it by (factor - 1) of its log range (factor 1.2: a fifth of the range up). "
         "Parameters on a linear scale are always multiplied.",
-        default="value",
+        default="log",
         enum=("value", "log"),
     )
     synchronous: bool = setting(

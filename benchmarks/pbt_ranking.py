@@ -41,18 +41,19 @@ from kubetune.operator.controller.state import StudyState
 
 POPULATION = 16
 WORKERS = 8
-# name -> spec.algorithm.pbt settings over the defaults (population and interval set below).
+# name -> spec.algorithm.pbt settings (population and interval set below); every variant names
+# its explore rule, so the figures in benchmarks/README.md reproduce whatever the defaults are.
+_BEFORE = {"perturbationScale": "value", "explore": "perturb"}  # the rules before 2026-12-02
 VARIANTS: dict[str, dict[str, Any]] = {
-    "latest": {"ranking": "latest"},
-    "sameStep": {"ranking": "sameStep"},
-    "value": {"perturbationScale": "value", "explore": "perturb"},
+    "latest": {**_BEFORE, "ranking": "latest"},
+    "sameStep": {**_BEFORE, "ranking": "sameStep"},
+    "value": _BEFORE,
     "log": {"perturbationScale": "log", "explore": "perturb"},
-    "sync": {"synchronous": True},
-    "perturb": {"explore": "perturb"},
-    "pb2": {"explore": "pb2"},
+    "sync": {**_BEFORE, "synchronous": True},
+    "pb2": {"explore": "pb2", "perturbationScale": "value"},
     "pb2-log": {"explore": "pb2", "perturbationScale": "log"},
-    "pb2-sync": {"explore": "pb2", "synchronous": True},
-    "fixed-arch": {"unperturbed": ["num_layers", "max_units"]},
+    "pb2-sync": {"explore": "pb2", "perturbationScale": "log", "synchronous": True},
+    "fixed-arch": {**_BEFORE, "unperturbed": ["num_layers", "max_units"]},
 }
 
 

@@ -87,17 +87,23 @@ RESOURCE_MAX = 52
 # final one at all on task 167168 (mo_rung_diagnosis.py); fewer trials fit the same spend.
 _PBT = {"populationSize": 32, "perturbationInterval": 4}
 _ARCH = ["num_layers", "max_units"]
+_VALUE = {"explore": "perturb", "perturbationScale": "value"}
+_LOG = {"explore": "perturb", "perturbationScale": "log"}
 ALGORITHMS: dict[str, tuple[dict[str, Any], int, int]] = {
     "random": ({"name": "random"}, 48, 1),
     "moasha-model": ({"name": "moasha", "moasha": {"eta": 3, "searcher": "model"}}, 400, 1),
     "moasha-random": ({"name": "moasha", "moasha": {"eta": 3, "searcher": "random"}}, 400, 1),
     "moasha-model-r3": ({"name": "moasha", "moasha": {"eta": 3, "searcher": "model"}}, 200, 3),
     "moasha-random-r3": ({"name": "moasha", "moasha": {"eta": 3, "searcher": "random"}}, 200, 3),
-    "mopbt": ({"name": "mopbt", "mopbt": _PBT}, 32, 1),
-    "mopbt-pb2": ({"name": "mopbt", "mopbt": {**_PBT, "explore": "pb2"}}, 32, 1),
-    "mopbt-fixed-arch": ({"name": "mopbt", "mopbt": {**_PBT, "unperturbed": _ARCH}}, 32, 1),
+    # the paper's explore rule (values multiplied), then the default (log-space steps), PB2
+    "mopbt": ({"name": "mopbt", "mopbt": {**_PBT, **_VALUE}}, 32, 1),
+    "mopbt-log": ({"name": "mopbt", "mopbt": {**_PBT, **_LOG}}, 32, 1),
+    "mopbt-pb2": ({"name": "mopbt", "mopbt": {**_PBT, **_LOG, "explore": "pb2"}}, 32, 1),
+    "mopbt-fixed-arch": ({"name": "mopbt", "mopbt": {**_PBT, **_LOG, "unperturbed": _ARCH}}, 32, 1),
 }
-DEFAULT_ALGORITHMS = "random,moasha-model,moasha-random,moasha-model-r3,mopbt,mopbt-pb2"
+DEFAULT_ALGORITHMS = (
+    "random,moasha-model,moasha-random,moasha-model-r3,moasha-random-r3,mopbt,mopbt-log,mopbt-pb2"
+)
 COSTS = SimCosts(startup=60.0, restore=10.0, save=5.0, checkpoint_every=1)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -31,6 +31,17 @@ Documented choices
   factor of perturbFactors (in the linear value, clipped to bounds, ints rounded — and moved by
   one step in the factor's direction if rounding would leave them unchanged) and categoricals move
   to a random neighbouring value index (the only neighbour at an end).
+  Options: `unperturbed` parameters are never perturbed or resampled (the donor's value is kept);
+  `perturbationScale: log` moves a log-scaled float or int by (factor - 1) of its log range
+  instead (0.8 / 1.2: a fifth of the range down / up), which matters when the range spans
+  decades and a x1.2 step is 3 % of it.
+- explore: pb2 instead proposes the configuration by GP-UCB over every finished interval
+  (`pb2.propose`, Parker-Holder et al. 2020); with fewer than 4 usable intervals it perturbs
+  as above, and `explore_counts` says how often each happened.
+- synchronous: a paused member is decided only once every live member has reached its
+  boundary (paused there or further, or already decided there); the least advanced goes
+  first, so a generation is decided in full before anyone trains past it. Costs idle workers
+  at each barrier; with it every decision at a boundary sees the complete cohort.
 - Randomness: `rng_for(seed, salt, member index, resource, decision count)`.
 - A report at or below the member's current resource is a duplicate and changes nothing.
 - At resource.max a member is complete: on_report returns CONTINUE.
@@ -60,6 +71,7 @@ from kubetune.algorithms.base import (
     rng_for,
     trial_id_for,
 )
+from kubetune.algorithms.pb2 import Observation, propose
 from kubetune.algorithms.searchers import RandomSearcher
 from kubetune.algorithms.settings import PbtSettings, check_settings
 from kubetune.algorithms.space import Categorical, Float, Int, SearchSpace
@@ -87,10 +99,20 @@ def explore(
     rng: np.random.Generator,
     resample_probability: float,
     factors: Sequence[float],
+    *,
+    unperturbed: frozenset[str] = frozenset(),
+    log_scale: bool = False,
 ) -> dict[str, Any]:
-    """PBT's explore step on a configuration; the result is always inside the space."""
+    """PBT's explore step on a configuration; the result is always inside the space.
+
+    Parameters in `unperturbed` keep their value and draw nothing. With
+    `log_scale`, a log-scaled float or int moves by (factor - 1) of its log range instead of
+    being multiplied by the factor.
+    """
     out = dict(params)
     for p in space.free:
+        if p.name in unperturbed:
+            continue
         resample = rng.random() < resample_probability
         if resample:
             out[p.name] = p.from_unit(float(rng.random()))
@@ -102,7 +124,14 @@ def explore(
                 out[p.name] = p.values[neighbours[int(rng.integers(len(neighbours)))]]
             continue
         factor = float(factors[int(rng.integers(len(factors)))])
-        if isinstance(p, Float):
+        if log_scale and isinstance(p, Float | Int) and p.log and p.high > p.low:
+            old_value = out[p.name]
+            u = p.to_unit(old_value) + (factor - 1.0)
+            new_value = p.from_unit(min(max(u, 0.0), 1.0))
+            if isinstance(p, Int) and new_value == old_value and factor != 1.0:
+                new_value = p.clip(int(old_value) + (1 if factor > 1.0 else -1))
+            out[p.name] = new_value
+        elif isinstance(p, Float):
             out[p.name] = p.clip(float(out[p.name]) * factor)
         elif isinstance(p, Int):
             old = int(out[p.name])
@@ -126,6 +155,8 @@ class _Member:
     # Ranking value at every step it reported (its results as the controller records them:
     # an exploit drops those past the donor's step, which belonged to the abandoned lineage).
     history: dict[int, Any] = field(default_factory=dict)
+    # Its decided segments as the record holds them: (start, stop_at, params, restore_from).
+    segs: list[tuple[int, int, dict[str, Any], CheckpointRef | None]] = field(default_factory=list)
 
 
 class PopulationBasedTraining(Scheduler):
@@ -152,6 +183,20 @@ class PopulationBasedTraining(Scheduler):
         self.factors = [float(f) for f in s.perturb_factors]
         self.rank_by = s.ranking
         self.burn_in = s.burn_in
+        names = [p.name for p in config.space.params]
+        unknown = [name for name in s.unperturbed if name not in names]
+        if unknown:
+            raise ValueError(
+                f"{self.NAME}: setting 'unperturbed' names {unknown}, which are not in the search "
+                f"space {names}"
+            )
+        self.unperturbed = frozenset(s.unperturbed)
+        self.log_scale = s.perturbation_scale == "log"
+        self.synchronous = bool(s.synchronous)
+        self.explore_with = s.explore
+        # How each exploit chose its configuration since this instance was built: "perturb",
+        # "pb2", or "pb2-fallback" (perturbed because the model had too little data).
+        self.explore_counts: dict[str, int] = {}
         self.boundaries = pbt_boundaries(r.min, r.max, self.interval)
         self.searcher = RandomSearcher(config.space, config.seed)
         self._members: dict[str, _Member] = {}
@@ -177,6 +222,7 @@ class PopulationBasedTraining(Scheduler):
             segs = decision_segments(rec.segments) or rec.segments
             m.decisions = max(len(segs), 1)
             m.history = {step: self._score(v) for step, v in rec.results.items()}
+            m.segs = [(g.start, g.stop_at, dict(g.params), g.restore_from) for g in segs]
             last = segs[-1] if segs else None
             if last is not None:
                 m.stop_at = last.stop_at
@@ -197,10 +243,13 @@ class PopulationBasedTraining(Scheduler):
             index = self._next_index
             params = self.searcher.config(index)
             m = _Member(index, trial_id_for(index), dict(params), stop_at=self.boundaries[0])
+            m.segs = [(0, m.stop_at, dict(params), None)]
             self._members[m.trial_id] = m
             self._next_index += 1
             return NewTrial(index=index, params=dict(params), stop_at=m.stop_at)
         if not self._paused:
+            return None
+        if self.synchronous and not self._generation_complete(self._paused[0][0]):
             return None
         _, index = self._paused.pop(0)
         return self._decide(self._members[trial_id_for(index)])
@@ -247,6 +296,78 @@ class PopulationBasedTraining(Scheduler):
         key = (m.position, m.index)
         self._paused.insert(bisect_left(self._paused, key), key)
 
+    def _generation_complete(self, step: int) -> bool:
+        """Whether every other live member has reached `step` (paused there or beyond, or
+        already decided there): the synchronous mode's barrier."""
+        for m in self._members.values():
+            if m.state == ACTIVE and m.stop_at <= step:
+                return False
+            if m.state == PAUSED and m.position < step:
+                return False
+        return True
+
+    def _gain(self, start: Any, end: Any) -> tuple[float, ...]:
+        """Improvement from one ranking value to a later one (larger is better)."""
+        if math.isinf(start) and math.isinf(end):
+            return (math.nan,)  # diverged at both ends: no information, PB2 leaves it out
+        return (float(start) - float(end),)
+
+    def observations(self) -> list[Observation]:
+        """Every finished interval whose start and end values the records still hold, in
+        (member index, segment) order: PB2's data. A segment's end value counts only if no
+        later segment of the member restarted before it (that dropped the result); its start
+        value is the member's own result there, or the donor's after an exploit."""
+        out: list[Observation] = []
+        for m in sorted(self._members.values(), key=lambda m: m.index):
+            for j, (start, stop_at, params, ref) in enumerate(m.segs):
+                if ref is None or stop_at not in m.history:
+                    continue
+                if any(later[0] < stop_at for later in m.segs[j + 1 :]):
+                    continue
+                source = self._members.get(ref.trial_id)
+                if source is None or ref.resource not in source.history:
+                    continue
+                gain = self._gain(source.history[ref.resource], m.history[stop_at])
+                out.append(Observation(step=start, params=dict(params), gain=gain))
+        return out
+
+    def _explore(self, m: _Member, donor: _Member, rng: np.random.Generator) -> dict[str, Any]:
+        """The exploiting member's new configuration, from the donor's."""
+        if self.explore_with == "pb2":
+            running = [
+                (o.segs[-1][0], o.segs[-1][2])
+                for o in sorted(self._members.values(), key=lambda o: o.index)
+                if o.state == ACTIVE and o is not m and o.segs
+            ]
+            proposal = propose(
+                self.config.space,
+                self.observations(),
+                running,
+                donor.position,
+                donor.params,
+                self.unperturbed,
+                self.interval,
+                rng,
+            )
+            if proposal.params is not None:
+                self._count("pb2")
+                return proposal.params
+            self._count("pb2-fallback")
+        else:
+            self._count("perturb")
+        return explore(
+            self.config.space,
+            donor.params,
+            rng,
+            self.resample_probability,
+            self.factors,
+            unperturbed=self.unperturbed,
+            log_scale=self.log_scale,
+        )
+
+    def _count(self, method: str) -> None:
+        self.explore_counts[method] = self.explore_counts.get(method, 0) + 1
+
     def _ranked(self) -> list[_Member]:
         return [
             m
@@ -291,28 +412,30 @@ class PopulationBasedTraining(Scheduler):
         bottom_ids = {b.trial_id for b in bottom}
         if m.trial_id in bottom_ids and donors and m.position >= self.burn_in:
             donor = donors[int(rng.integers(len(donors)))]
-            params = explore(
-                self.config.space, donor.params, rng, self.resample_probability, self.factors
-            )
+            params = self._explore(m, donor, rng)
             m.params = dict(params)
             m.position = donor.position
             m.score = None
             # The controller keeps the recipient's results up to the donor's step only.
             m.history = {k: v for k, v in m.history.items() if k <= donor.position}
             m.stop_at = self._next_boundary(donor.position)
+            ref = CheckpointRef(donor.trial_id, donor.position)
+            m.segs.append((donor.position, m.stop_at, dict(params), ref))
             return Resume(
                 trial_id=m.trial_id,
                 stop_at=m.stop_at,
                 params=dict(params),
-                restore_from=CheckpointRef(donor.trial_id, donor.position),
+                restore_from=ref,
                 reason="exploit",
             )
         m.stop_at = self._next_boundary(m.position)
+        own = CheckpointRef(m.trial_id, m.position)
+        m.segs.append((m.position, m.stop_at, dict(m.params), own))
         return Resume(
             trial_id=m.trial_id,
             stop_at=m.stop_at,
             params=dict(m.params),
-            restore_from=CheckpointRef(m.trial_id, m.position),
+            restore_from=own,
             reason="continue",
         )
 

@@ -154,6 +154,35 @@ class PbtSettings:
         default=0,
         minimum=0,
     )
+    unperturbed: list[str] = setting(
+        "Search-space parameters explore never changes: an exploiting member takes the donor's "
+        "value and keeps it (neither perturbed nor resampled), e.g. architecture parameters "
+        "whose checkpoint cannot change shape. Names must be in the search space.",
+        default_factory=list,
+    )
+    perturbation_scale: str = setting(
+        "How a perturbation moves a log-scaled float or int parameter: value multiplies the "
+        "value by the drawn factor (as Ray Tune's PBT does, a small step on a wide log range); "
+        "log moves it by (factor - 1) of its log range (factor 1.2: a fifth of the range up). "
+        "Parameters on a linear scale are always multiplied.",
+        default="log",
+        enum=("value", "log"),
+    )
+    synchronous: bool = setting(
+        "Generations: a member that reaches a boundary waits until every live member has "
+        "reached it, then all decide against the same complete ranking (the PBT paper's "
+        "synchronous variant). Off: each member decides as soon as a worker is free for it, "
+        "so no worker idles at the barrier.",
+        default=False,
+    )
+    explore: str = setting(
+        "How an exploiting member picks its new configuration: perturb (random factors and "
+        "resampling, the PBT paper's rule) or pb2 (a time-varying Gaussian-process bandit over "
+        "(step, configuration) -> improvement per interval, GP-UCB as in Parker-Holder et al. "
+        "2020; perturb until the model has enough data).",
+        default="perturb",
+        enum=("perturb", "pb2"),
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -191,6 +220,19 @@ def check_settings(algorithm: str, settings: Any, expected: type) -> None:
         if value is None and "None" in str(hints[f.name]):
             continue
         name = f.name
+        kind = str(hints[f.name])
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"{algorithm}: setting {name!r} must be true or false, got {value!r}"
+                )
+            continue
+        if kind == "list[str]":
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError(
+                    f"{algorithm}: setting {name!r} must be a list of names, got {value!r}"
+                )
+            continue
         if "enum" in bounds:
             if value not in bounds["enum"]:
                 raise ValueError(

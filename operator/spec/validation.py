@@ -305,6 +305,14 @@ def _check_pbt(spec: StudySpec, settings: PbtSettings) -> list[SpecError]:
         errors.append(
             SpecError("spec.searchSpace", "PBT needs at least one non-fixed parameter to explore")
         )
+    unknown = [name for name in settings.unperturbed if name not in spec.search_space]
+    if unknown:
+        errors.append(
+            SpecError(
+                f"{path}.unperturbed",
+                f"names {unknown}, which are not in spec.searchSpace ({sorted(spec.search_space)})",
+            )
+        )
     return errors
 
 

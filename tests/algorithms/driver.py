@@ -161,6 +161,9 @@ def simulate(
                         reason=action.reason,
                     )
                 )
+                # As the controller does: results past the new start are the abandoned lineage's.
+                start = action.restore_from.resource
+                rec.results = {k: v for k, v in rec.results.items() if k <= start}
                 rec.params = dict(action.params)
                 rec.phase = "Running"
                 running[action.trial_id] = action.restore_from.resource

@@ -33,6 +33,9 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     ("pbt", {"population_size": 5, "quantile": 0.4, "perturbation_interval": 3}, 1),
     ("mopbt", {}, 2),
     ("mopbt", {"population_size": 6}, 3),
+    ("pbt", {"explore": "pb2"}, 1),
+    ("pbt", {"synchronous": True, "perturbation_scale": "log", "unperturbed": ["layers"]}, 1),
+    ("mopbt", {"explore": "pb2", "synchronous": True, "population_size": 6}, 2),
 ]
 
 

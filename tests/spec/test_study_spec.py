@@ -135,6 +135,14 @@ def test_valid_study_parses_with_defaults() -> None:
             "spec.algorithm.pbt.perturbationInterval: must be < resource.max (27) or members "
             "never exploit, got 27",
         ),
+        (
+            {"algorithm": {"name": "pbt", "pbt": {"unperturbed": ["depth"]}}},
+            "spec.algorithm.pbt.unperturbed: names ['depth'], which are not in spec.searchSpace",
+        ),
+        (
+            {"algorithm": {"name": "pbt", "pbt": {"explore": "bayes"}}},
+            "spec.algorithm.pbt.explore: must be one of",
+        ),
         ({"colour": "blue"}, "spec.colour: unknown field"),
         (
             {"trialTemplate": {"spec": {"containers": [{"name": "t"}]}}},

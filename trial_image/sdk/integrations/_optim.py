@@ -47,6 +47,19 @@ def check_mapping(mapping: Mapping[str, str], params: Mapping[str, Any], what: s
             ) from e
 
 
+def unwrap(obj: Any) -> Any:
+    """The torch object inside a wrapper (Accelerate's ``AcceleratedOptimizer`` keeps it in
+    ``.optimizer``, ``AcceleratedScheduler`` in ``.scheduler``): a scheduler steps the inner
+    optimizer, so ownership and param groups are compared there."""
+    for _ in range(4):
+        inner = getattr(obj, "optimizer", None) if hasattr(obj, "param_groups") else None
+        inner = inner if inner is not None else getattr(obj, "scheduler", None)
+        if inner is None or inner is obj:
+            return obj
+        obj = inner
+    return obj
+
+
 def apply_to_optimizer(
     optimizer: Any,
     params: Mapping[str, Any],
@@ -61,7 +74,10 @@ def apply_to_optimizer(
     (``lr / base_lr``), so a warm-up or decay continues where the checkpoint left it.
     """
     check_mapping(mapping, params, what)
-    owned = [s for s in schedulers if getattr(s, "optimizer", None) is optimizer]
+    optimizer = unwrap(optimizer)
+    owned = [
+        s for s in map(unwrap, schedulers) if unwrap(getattr(s, "optimizer", None)) is optimizer
+    ]
     changes: list[ParamChange] = []
     for name, key in mapping.items():
         new = float(params[name])

@@ -249,10 +249,7 @@ class KubetuneCallback(TrainerCallback):  # type: ignore[misc,unused-ignore]
         optimizer = kwargs.get("optimizer")
         if optimizer is None:
             raise RuntimeError("KubetuneCallback: the Trainer passed no optimizer to callbacks")
-        # Accelerate wraps both; the torch objects inside are what a scheduler step reads.
-        optimizer = getattr(optimizer, "optimizer", optimizer)
         scheduler = kwargs.get("lr_scheduler")
-        scheduler = getattr(scheduler, "scheduler", scheduler)
         changes = apply_to_optimizer(
             optimizer,
             self.trial.params,

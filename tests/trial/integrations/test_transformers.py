@@ -8,6 +8,8 @@ played by a thread on the control channel.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -73,7 +75,13 @@ def _trial(tmp_path: Path, trial: str = "t0001", **kw: Any) -> Trial:
     return Trial(TrialEnv(**base), serve_metrics=False)
 
 
-def _train(trial: Trial, out: Path, restore: bool = True, epochs: int = 6) -> tuple[Trainer, Probe]:
+def _train(
+    trial: Trial,
+    out: Path,
+    restore: bool = True,
+    epochs: int = 6,
+    extra: list[TrainerCallback] | None = None,
+) -> tuple[Trainer, Probe]:
     torch.manual_seed(0)
     model = GPT2LMHeadModel(
         GPT2Config(vocab_size=16, n_positions=8, n_embd=16, n_layer=1, n_head=2)
@@ -93,7 +101,7 @@ def _train(trial: Trial, out: Path, restore: bool = True, epochs: int = 6) -> tu
     kube, probe = KubetuneCallback(trial), Probe()
     trainer = Trainer(
         model=model, args=args, train_dataset=Tokens(), eval_dataset=Tokens(),
-        callbacks=[kube, probe],
+        callbacks=[kube, probe, *(extra or [])],
     )  # fmt: skip
     trainer.train(resume_from_checkpoint=kube.restore(str(out)) if restore else None)
     return trainer, probe
@@ -180,6 +188,28 @@ def test_continue_in_place_trains_on_in_the_same_train_call(tmp_path: Path) -> N
     assert sorted(CheckpointStore(trial.env.checkpoint_url).read_results(min_segment=1)) == [4]
     # lr 0.002 became the linear schedule's base from epoch 3 on: 0.002 x (1 - 8/12) at the end.
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.002 * (1 - 8 / 12))
+
+
+class Preempt(TrainerCallback):
+    """A real SIGTERM to this process at the first step of the second epoch."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_finishes_the_epoch_saves_it_and_ends_training(tmp_path: Path) -> None:
+    trial = _trial(tmp_path, stop_at=5, milestones=[])
+    previous = signal.getsignal(signal.SIGTERM)
+    trial.install_signal_handler()  # what kt.init() does in a trial process
+    try:
+        trainer, _ = _train(trial, tmp_path / "out", extra=[Preempt()])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert trial.preempted and trial.exit_code() == 75
+    assert trainer.state.global_step == 4  # epoch 2 was finished, not cut at step 3
+    trial.wait_saved()  # what finish() does before it exits with 75
+    assert [i.resource for i in CheckpointStore(trial.env.checkpoint_url).list()] == [1, 2]
 
 
 def test_misuse_is_a_named_error(tmp_path: Path) -> None:

@@ -214,6 +214,8 @@ def test_misuse_is_a_named_error(tmp_path: Path) -> None:
         _fit(_trial(tmp_path / "a"), restore=False)
     with pytest.raises(ValueError, match=r"Trainer\(max_epochs=1\) ends before .* stop_at 2"):
         _fit(_trial(tmp_path / "b"), max_epochs=1)
+    with pytest.raises(ValueError, match=r"check_val_every_n_epoch=2\): validate every epoch"):
+        _fit(_trial(tmp_path / "e"), check_val_every_n_epoch=2)
     with pytest.raises(BadReportError, match=r"objective metric.*val_acc"):
         _fit(_trial(tmp_path / "c", objectives=["val_acc"]))
     with pytest.raises(ValueError, match="'momentum' is not a parameter of this trial"):

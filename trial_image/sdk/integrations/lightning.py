@@ -190,7 +190,7 @@ class KubetuneCallback(Checkpoint):  # type: ignore[misc,unused-ignore]
                 f"Trainer(max_steps={trainer.max_steps}): the Study's resource is epochs; "
                 "leave max_steps at -1"
             )
-        if trainer.num_val_batches and trainer.check_val_every_n_epoch not in (1, None):
+        if trainer.limit_val_batches != 0 and trainer.check_val_every_n_epoch not in (1, None):
             raise ValueError(
                 f"Trainer(check_val_every_n_epoch={trainer.check_val_every_n_epoch}): validate "
                 "every epoch, so that each epoch's report carries that epoch's validation metrics"

@@ -20,7 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from kubetune.trial import BadReportError, CheckpointStore, Trial, TrialEnv, control
+from kubetune.trial import (
+    BadReportError,
+    CheckpointError,
+    CheckpointStore,
+    Trial,
+    TrialEnv,
+    control,
+)
 from kubetune.trial.integrations.lightning import FORMAT, KubetuneCallback
 
 pytestmark = pytest.mark.slow
@@ -220,3 +227,10 @@ def test_misuse_is_a_named_error(tmp_path: Path) -> None:
         _fit(_trial(tmp_path / "c", objectives=["val_acc"]))
     with pytest.raises(ValueError, match="'momentum' is not a parameter of this trial"):
         KubetuneCallback(_trial(tmp_path / "d"), optimizer_params={"momentum": "momentum"})
+
+
+def test_a_checkpoint_from_another_script_is_refused_by_name(tmp_path: Path) -> None:
+    trial = _trial(tmp_path)
+    trial.save({"model": {}}, 1, wait=True)  # a plain SDK script's state, not Lightning's
+    with pytest.raises(CheckpointError, match="not written by the Lightning KubetuneCallback"):
+        KubetuneCallback(_trial(tmp_path, segment=1)).restore()

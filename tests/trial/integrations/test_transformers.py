@@ -25,8 +25,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from kubetune.trial import CheckpointStore, Trial, TrialEnv, control
-from kubetune.trial.integrations.transformers import FORMAT, KubetuneCallback
+from kubetune.trial import CheckpointError, CheckpointStore, Trial, TrialEnv, control
+from kubetune.trial.integrations.transformers import FORMAT, KubetuneCallback, unpack_folder
 
 pytestmark = pytest.mark.slow
 
@@ -217,3 +217,11 @@ def test_misuse_is_a_named_error(tmp_path: Path) -> None:
         _train(_trial(tmp_path / "a"), tmp_path / "a" / "out", restore=False)
     with pytest.raises(ValueError, match=r"num_train_epochs=1\) ends before .* stop_at 2"):
         _train(_trial(tmp_path / "b"), tmp_path / "b" / "out", epochs=1)
+
+
+def test_unpacking_refuses_a_path_outside_the_restore_folder(tmp_path: Path) -> None:
+    unpack_folder({"trainer_state.json": b"{}", "sub/a.bin": b"x"}, str(tmp_path / "ok"))
+    assert (tmp_path / "ok" / "sub" / "a.bin").read_bytes() == b"x"
+    with pytest.raises(CheckpointError, match=r"'../evil' would be written outside"):
+        unpack_folder({"../evil": b"x"}, str(tmp_path / "r"))
+    assert not (tmp_path / "evil").exists()

@@ -179,6 +179,11 @@ def test_continue_in_place_trains_on_in_the_same_train_call(tmp_path: Path) -> N
             0,
             {"action": "continue", "env": {f"KUBETUNE_{k}": v for k, v in env.items()}},
         )
+        # The continued segment holds again at its stop_at 4: this time the answer is exit.
+        while control.held_step(str(tmp_path / "control"), 1) is None:
+            assert time.monotonic() < deadline, "the continued segment never held"
+            time.sleep(0.01)
+        control.decide(str(tmp_path / "control"), 1, {"action": "exit"})
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()

@@ -332,7 +332,17 @@ def test_bad_study_is_rejected(tmp_path: Path, capsys: Any) -> None:
     assert "not a moving-lr metric" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("algorithm", [ASHA, PBT], ids=["asha", "pbt"])
+# One PBT member per worker: with more members than workers, a member at a boundary usually
+# gives its worker to the least advanced paused member (PBT's resume order), so whether any
+# decision continues in place would depend on the seed.
+PBT_ONE_PER_WORKER = {
+    "name": "pbt",
+    "seed": 3,
+    "pbt": {"populationSize": 4, "perturbationInterval": 4},
+}
+
+
+@pytest.mark.parametrize("algorithm", [ASHA, PBT_ONE_PER_WORKER], ids=["asha", "pbt"])
 def test_continue_in_place_pays_start_up_once_per_process(algorithm: dict[str, Any]) -> None:
     """With the default costs, a decision to go on costs no start-up or restore in place."""
     runs = {}

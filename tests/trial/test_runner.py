@@ -73,7 +73,12 @@ def test_a_checkpoint_cannot_write_outside_its_directory(tmp_path: Path) -> None
     assert not (tmp_path / "escape").exists()
 
 
-def _study(tmp_path: Path, command: list[str], algorithm: dict[str, Any]) -> Path:
+def _study(
+    tmp_path: Path,
+    command: list[str],
+    algorithm: dict[str, Any],
+    runner_args: tuple[str, ...] = (),
+) -> Path:
     doc = {
         "apiVersion": "kubetune.io/v1alpha1",
         "kind": "Study",
@@ -93,6 +98,7 @@ def _study(tmp_path: Path, command: list[str], algorithm: dict[str, Any]) -> Pat
                                 "python",
                                 "-m",
                                 "kubetune.trial.runner",
+                                *runner_args,
                                 "--",
                                 *command,
                             ],
@@ -128,6 +134,33 @@ def test_a_shell_script_runs_asha_stopping_with_no_sdk(tmp_path: Path) -> None:
     assert phases <= {"Completed", "Stopped"} and "Stopped" in phases and "Completed" in phases
     for t in trials:
         x = t["params"]["x"]
+        for step, values in t["results"].items():
+            assert values["loss"] == pytest.approx((x - 0.3) ** 2 + 1 / int(step), abs=1e-5)
+
+
+# The same trial writing its metrics to a file; stdout carries a decoy that must not count.
+FILE_TRIAL = """\
+i=0
+while [ $i -lt 9 ]; do
+  i=$((i+1))
+  echo "step=$i loss=100 (stdout is not read)"
+  awk -v x="$KUBETUNE_PARAM_X" -v i=$i \
+    'BEGIN { printf "step=%d loss=%.6f\\n", i, (x-0.3)^2 + 1/i }' >> "$KUBETUNE_METRICS_FILE"
+  sleep 0.02
+done
+"""
+
+
+def test_metrics_from_a_file_the_script_appends_to(tmp_path: Path) -> None:
+    (tmp_path / "train.sh").write_text(FILE_TRIAL)
+    algorithm = {"name": "asha", "seed": 1, "asha": {"eta": 3, "mode": "stopping"}}
+    study = _study(tmp_path, ["sh", "train.sh"], algorithm, ("--metrics-file", "metrics.txt"))
+    trials = _run(study, tmp_path / "out")
+    assert len(trials) == 9
+    assert "Stopped" in {t["phase"] for t in trials}
+    for t in trials:
+        x = t["params"]["x"]
+        assert t["results"]
         for step, values in t["results"].items():
             assert values["loss"] == pytest.approx((x - 0.3) ** 2 + 1 / int(step), abs=1e-5)
 

@@ -8,7 +8,9 @@ migration cost. The runner is the SDK on the script's behalf:
 - metrics: every stdout line is passed through and scanned for `name=value` pairs (`--pattern`
   to change the syntax); a line that names the resource metric (`epoch=3 loss=0.2`, the Study's
   `spec.resource.metric`) is a report of that step with the line's other values, plus values
-  seen on earlier lines since the previous report;
+  seen on earlier lines since the previous report. With `--metrics-file PATH` the lines are read
+  from that file instead (`KUBETUNE_METRICS_FILE` tells the command where it is; emptied before
+  the command starts) and stdout is only passed through;
 - checkpoints: the runner names a directory in `KUBETUNE_CHECKPOINT_DIR`; before the command
   starts it restores the trial's checkpoint into it, and after each report whose step changed
   the directory it saves the directory as the step's checkpoint (through the SDK: atomic,
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ log = logging.getLogger("kubetune.trial.runner")
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)"
 DEFAULT_PATTERN = r"([A-Za-z_:][A-Za-z0-9_:./-]*)\s*[=:]\s*(" + NUMBER + ")"
 STOP_GRACE_S = 30.0
+FOLLOW_INTERVAL_S = 0.1
 
 
 def param_env(params: Mapping[str, Any]) -> dict[str, str]:
@@ -109,8 +113,16 @@ def unpack(files: Mapping[str, bytes], directory: Path) -> None:
 class Runner:
     """One segment of an SDK-less command (see the module docstring)."""
 
-    def __init__(self, trial: Trial, command: list[str], pattern: str, directory: Path) -> None:
+    def __init__(
+        self,
+        trial: Trial,
+        command: list[str],
+        pattern: str,
+        directory: Path,
+        metrics_file: Path | None = None,
+    ) -> None:
         self.trial = trial
+        self.metrics_file = metrics_file
         self.command = command
         self.pattern = re.compile(pattern)
         self.directory = directory
@@ -135,6 +147,7 @@ class Runner:
             **param_env(self.trial.params),
             "KUBETUNE_CHECKPOINT_DIR": str(self.directory),
             "KUBETUNE_START": str(start_step),
+            **({"KUBETUNE_METRICS_FILE": str(self.metrics_file)} if self.metrics_file else {}),
             "PYTHONUNBUFFERED": "1",
         }
         self.proc = subprocess.Popen(
@@ -166,10 +179,13 @@ class Runner:
         finally:
             self._signal(signal.SIGCONT)
 
-    def feed(self, lines: Iterable[str]) -> None:
+    def feed(self, lines: Iterable[str], echo: bool = True) -> bool:
+        """Parse metric lines (echoing them when they are the command's stdout); True once
+        the segment has ended (stop_at reached or preempted) and the command was stopped."""
         for line in lines:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
             values = parse_line(line, self.pattern)
             if not values:
                 continue
@@ -183,7 +199,40 @@ class Runner:
                     # SIGTERM while paused: delivered when the command continues, so it never
                     # runs on past this step's copy.
                     self.stop(end=not self.trial.preempted)
-                    return
+                    return True
+        return False
+
+    def follow_file(self, path: Path) -> None:
+        """Metrics from a file the command appends lines to (Katib's file collector), read as
+        it grows; only complete lines count, so a line being written is read once it ends.
+        The command's stdout is passed through untouched meanwhile."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        out = proc.stdout
+
+        def passthrough() -> None:
+            for line in out:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+
+        pump = threading.Thread(target=passthrough, name="kubetune-stdout", daemon=True)
+        pump.start()
+        offset, partial = 0, ""
+        while True:
+            done = proc.poll() is not None
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                    offset = f.tell()
+            except FileNotFoundError:
+                chunk = ""
+            text = partial + chunk
+            *lines, partial = text.split("\n")
+            if self.feed((line + "\n" for line in lines), echo=False) or done:
+                break
+            time.sleep(FOLLOW_INTERVAL_S)
+        pump.join(timeout=5)
 
     def report(self, step: int) -> None:
         metrics, self.pending = self.pending, {}
@@ -222,6 +271,9 @@ class Runner:
 
     def run(self) -> int:
         step = self.restore()
+        if self.metrics_file is not None:
+            # The file belongs to this segment: an earlier segment's lines are not reported again.
+            self.metrics_file.unlink(missing_ok=True)
         self.start(step)
         assert self.proc is not None and self.proc.stdout is not None
 
@@ -233,7 +285,10 @@ class Runner:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, forward)
         try:
-            self.feed(self.proc.stdout)
+            if self.metrics_file is not None:
+                self.follow_file(self.metrics_file)
+            else:
+                self.feed(self.proc.stdout)
         except BaseException:
             # Ctrl-C or a bug of ours: the command is in its own session and would not hear
             # of it, so it must not be left running (or paused) on its own.
@@ -272,6 +327,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory the command keeps its checkpoints in (default: a temporary one); "
         "given to the command as KUBETUNE_CHECKPOINT_DIR",
     )
+    parser.add_argument(
+        "--metrics-file",
+        default="",
+        help="read the metric lines from this file, which the command appends to (given to it "
+        "as KUBETUNE_METRICS_FILE), instead of from its stdout; a relative name is placed in a "
+        "folder private to this trial process",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
 
@@ -296,7 +358,18 @@ def run(args: argparse.Namespace) -> int:
         )
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            return Runner(trial, command, args.pattern, directory).run()
+            metrics_file = None
+            if args.metrics_file:
+                # A relative name is made private to this process (local trials share one
+                # working folder); the command finds the file through KUBETUNE_METRICS_FILE.
+                metrics_file = Path(args.metrics_file)
+                if not metrics_file.is_absolute():
+                    private = stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix="kubetune-metrics-")
+                    )
+                    metrics_file = Path(private) / metrics_file
+                metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            return Runner(trial, command, args.pattern, directory, metrics_file).run()
         except FileNotFoundError as exc:
             print(f"kubetune trial: command not found: {command[0]!r} ({exc})", file=sys.stderr)
             return 127

@@ -108,6 +108,9 @@ class Resume:
     params: dict[str, Any]
     restore_from: CheckpointRef | None
     reason: str = "promoted"
+    # How an exploit's params were chosen, for the event a user reads (e.g. "pb2", or "perturb:
+    # pb2 fell back, too few observations"); not persisted, nothing decides on it.
+    explore: str = ""
 
 
 Action = NewTrial | Resume

@@ -71,7 +71,7 @@ from kubetune.algorithms.base import (
     rng_for,
     trial_id_for,
 )
-from kubetune.algorithms.pb2 import Observation, propose
+from kubetune.algorithms.pb2 import MIN_OBSERVATIONS, Observation, propose
 from kubetune.algorithms.searchers import RandomSearcher
 from kubetune.algorithms.settings import PbtSettings, check_settings
 from kubetune.algorithms.space import Categorical, Float, Int, SearchSpace
@@ -331,8 +331,11 @@ class PopulationBasedTraining(Scheduler):
                 out.append(Observation(step=start, params=dict(params), gain=gain))
         return out
 
-    def _explore(self, m: _Member, donor: _Member, rng: np.random.Generator) -> dict[str, Any]:
-        """The exploiting member's new configuration, from the donor's."""
+    def _explore(
+        self, m: _Member, donor: _Member, rng: np.random.Generator
+    ) -> tuple[dict[str, Any], str]:
+        """The exploiting member's new configuration, from the donor's, and how it was chosen
+        (PB2's fallback to perturbation is said, not silent)."""
         if self.explore_with == "pb2":
             running = [
                 (o.segs[-1][0], o.segs[-1][2])
@@ -351,10 +354,15 @@ class PopulationBasedTraining(Scheduler):
             )
             if proposal.params is not None:
                 self._count("pb2")
-                return proposal.params
+                return proposal.params, "pb2"
             self._count("pb2-fallback")
+            how = (
+                "perturb (pb2 fell back: fewer than "
+                f"{MIN_OBSERVATIONS} usable intervals, or rewards that do not vary)"
+            )
         else:
             self._count("perturb")
+            how = "perturb"
         return explore(
             self.config.space,
             donor.params,
@@ -363,7 +371,7 @@ class PopulationBasedTraining(Scheduler):
             self.factors,
             unperturbed=self.unperturbed,
             log_scale=self.log_scale,
-        )
+        ), how
 
     def _count(self, method: str) -> None:
         self.explore_counts[method] = self.explore_counts.get(method, 0) + 1
@@ -412,7 +420,7 @@ class PopulationBasedTraining(Scheduler):
         bottom_ids = {b.trial_id for b in bottom}
         if m.trial_id in bottom_ids and donors and m.position >= self.burn_in:
             donor = donors[int(rng.integers(len(donors)))]
-            params = self._explore(m, donor, rng)
+            params, how = self._explore(m, donor, rng)
             m.params = dict(params)
             m.position = donor.position
             m.score = None
@@ -427,6 +435,7 @@ class PopulationBasedTraining(Scheduler):
                 params=dict(params),
                 restore_from=ref,
                 reason="exploit",
+                explore=how,
             )
         m.stop_at = self._next_boundary(m.position)
         own = CheckpointRef(m.trial_id, m.position)

@@ -673,7 +673,8 @@ class Controller:
         self.event(
             t,
             "Exploited",
-            f"copied {ref.trial_id}@{ref.resource}; params {params_text(action.params)}",
+            f"copied {ref.trial_id}@{ref.resource}; params {params_text(action.params)}"
+            + (f"; explore: {action.explore}" if action.explore else ""),
         )
 
     def _record_resume(self, t: TrialState, action: Resume, restore_url: str) -> None:

@@ -384,3 +384,19 @@ def test_background_saves_overlap_training() -> None:
         assert acct["preempted"] > 0  # preemptions hit running segments in both
         lost_save[background] = acct["save"] / acct["busy"]
     assert lost_save[True] < 0.5 * lost_save[False]
+
+
+def test_pb2_exploits_say_how_their_params_were_chosen() -> None:
+    """PB2's early exploits fall back to perturbation (too few observations): the Exploited
+    event says so, and the later ones say pb2."""
+    algorithm = {
+        "name": "pbt",
+        "seed": 3,
+        "pbt": {"populationSize": 8, "perturbationInterval": 4, "explore": "pb2"},
+    }
+    r = simulate(study(algorithm, 40), MovingLR(), workers=4, seed=5, costs=SimCosts())
+    assert r.state.phase == "Completed"
+    exploited = [e for t in r.state.ordered() for e in t.events if e.startswith("Exploited")]
+    assert exploited and all("; explore: " in e for e in exploited)
+    assert any(e.endswith("; explore: pb2") for e in exploited)
+    assert any("explore: perturb (pb2 fell back" in e for e in exploited)

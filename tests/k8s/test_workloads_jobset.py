@@ -105,7 +105,9 @@ async def test_a_preempted_worker_pod_restarts_the_whole_trial_from_its_checkpoi
 ) -> None:
     kubelet = cluster.start_kubelet(SECRETS, workloads=True)
     cluster.start_operator(**endpoints(s3_server))
-    study = jobset_study("js-preempt", s3_server, "0.4", maxTrials=2, parallelism=1)
+    # 1 s a step: the preemption must land inside the segment (steps 1-3 after the first
+    # commit), not after it ended, on a loaded machine too.
+    study = jobset_study("js-preempt", s3_server, "1.0", maxTrials=2, parallelism=1)
     study["spec"]["resource"] = {"metric": "step", "min": 4, "max": 8}
     await cluster.call(cluster.api.create, "Study", "default", study)
     first = await wait_for(

@@ -583,7 +583,21 @@ class LocalExecutor:
                 time.sleep(0.05)
 
     def end_leftovers(self) -> None:
-        """Wait out the grace of every exited trial's leftover processes, then SIGKILL them."""
+        """The caller is about to exit: wait for released processes (told to exit, not polled
+        any more) within the grace, SIGKILL those that outlast it, then end every exited
+        trial's leftover processes (their grace waited out, then SIGKILL). A released process
+        still on its way out would otherwise leave what it forked running after the run."""
+        deadline = time.monotonic() + self.grace
+        for pid in list(self.released):
+            proc = self.children.get(pid)
+            if proc is None:
+                continue
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
         self._sweep(wait=True)
 
     def changed(self) -> set[str] | None:

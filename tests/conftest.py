@@ -1,4 +1,5 @@
-"""Shared fixtures: an S3-compatible server (moto) on 127.0.0.1, one per test session."""
+"""Shared fixtures: an S3-compatible server (moto) on 127.0.0.1, one per test session; the
+hypothesis profile (deterministic unless HYPOTHESIS_PROFILE says otherwise)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run unless asked otherwise: a CI run must not
+# fail on a draw no earlier run made. `HYPOTHESIS_PROFILE=explore pytest ...` searches afresh
+# (and prints the blob to reproduce whatever it finds).
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(scope="session")
